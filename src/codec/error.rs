@@ -1,0 +1,81 @@
+//! Codec errors. Each is a peer's mistake: the session answers it with a reason code or a close.
+
+use super::reason::ReasonCode;
+
+/// Why a frame could not be decoded. Never produced for a merely incomplete frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("packet of {size} bytes exceeds the maximum of {max}")]
+    PacketTooLarge { size: u64, max: u32 },
+    #[error("malformed remaining length")]
+    MalformedRemainingLength,
+    #[error("reserved packet type {0}")]
+    ReservedPacketType(u8),
+    #[error("invalid fixed header flags 0x{flags:X} for packet type {packet_type}")]
+    InvalidFlags { packet_type: u8, flags: u8 },
+    #[error("QoS 3 is not a valid QoS")]
+    InvalidQoS,
+    #[error("packet identifier 0")]
+    ZeroPacketId,
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("string contains U+0000")]
+    NullCharacter,
+    #[error("protocol name {0:?} is not MQTT or MQIsdp")]
+    InvalidProtocolName(String),
+    #[error("unsupported protocol level {0}")]
+    UnsupportedProtocolLevel(u8),
+    #[error("CONNECT reserved flag set")]
+    ConnectReservedFlag,
+    #[error("invalid will flags")]
+    InvalidWillFlags,
+    #[error("password flag set without user name flag")]
+    PasswordWithoutUsername,
+    #[error("unknown property identifier 0x{0:02X}")]
+    UnknownProperty(u8),
+    #[error("property 0x{0:02X} is not allowed in this packet")]
+    PropertyNotAllowed(u8),
+    #[error("property 0x{0:02X} appears twice")]
+    DuplicateProperty(u8),
+    #[error("property 0x{0:02X} has an invalid value")]
+    InvalidPropertyValue(u8),
+    #[error("invalid reason code 0x{0:02X}")]
+    InvalidReasonCode(u8),
+    #[error("invalid subscription options 0x{0:02X}")]
+    InvalidSubscriptionOptions(u8),
+    #[error("SUBSCRIBE or UNSUBSCRIBE without a topic filter")]
+    NoTopicFilters,
+    #[error("packet body is shorter than its fields")]
+    Truncated,
+    #[error("{0} bytes left over after the last field")]
+    TrailingBytes(usize),
+    #[error("packet type {0} is not valid at protocol level {1}")]
+    NotValidForVersion(u8, u8),
+}
+
+impl DecodeError {
+    /// The MQTT 5.0 reason code a server sends in CONNACK or DISCONNECT for this error.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
+            DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName(_) => {
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            }
+            DecodeError::UnknownProperty(_)
+            | DecodeError::PropertyNotAllowed(_)
+            | DecodeError::DuplicateProperty(_)
+            | DecodeError::InvalidPropertyValue(_)
+            | DecodeError::NotValidForVersion(..) => ReasonCode::PROTOCOL_ERROR,
+            _ => ReasonCode::MALFORMED_PACKET,
+        }
+    }
+}
+
+/// Why a packet could not be encoded: a programmer's error upstream or an oversize payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("packet body of {0} bytes exceeds the largest remaining length")]
+    TooLarge(usize),
+    #[error("packet type {0:?} cannot be sent at protocol level {1}")]
+    NotValidForVersion(super::packet::PacketKind, u8),
+}

@@ -1,0 +1,34 @@
+//! Sans-IO MQTT 3.1 / 3.1.1 / 5.0 wire format: bytes in, `Packet` out, and back.
+//!
+//! Owns: the packet types, framing, decoding, encoding, properties and reason codes.
+//! Does not own: what a packet *means* (that is `session`), topic rules beyond "valid UTF-8
+//! without U+0000" (that is `topic`), or any I/O. Imports only `std` and `bytes`, so the broker,
+//! the tests and `ringmq-loadgen` share this one codec.
+//!
+//! Driven by calling [`decode`] on a connection's read buffer until it returns
+//! [`Decoded::Incomplete`], and [`encode`] into a connection's write buffer.
+//!
+//! Framing comes first: [`check`] reads only the fixed header, refuses a packet larger than
+//! `packet_size_max` before its body is buffered, and reports how many more bytes a partial
+//! frame needs. `Incomplete` is a normal result, not an error.
+
+mod decode;
+mod encode;
+mod error;
+mod packet;
+mod properties;
+mod reason;
+
+pub use decode::{check, decode, Decoded, Frame};
+pub use encode::{encode, encoded_len};
+pub use error::{DecodeError, EncodeError};
+pub use packet::{
+    Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind, ProtocolVersion,
+    Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Will,
+};
+pub use properties::{Properties, PropertyId};
+pub use reason::ReasonCode;
+
+/// The largest Remaining Length the variable-byte encoding can express [MQTT-1.5.5].
+pub const REMAINING_LENGTH_MAX: u32 = 268_435_455;

@@ -1,0 +1,87 @@
+//! MQTT 5.0 properties [MQTT-2.2.2]: one struct for every packet, since the sets overlap.
+//!
+//! Which property may appear in which packet is the decoder's check (a property that does not
+//! belong is a protocol error), not this type's. 3.x packets always carry `Properties::default()`.
+
+use bytes::Bytes;
+
+use super::packet::ByteStr;
+
+/// Every property identifier of MQTT 5.0, with its wire byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PropertyId {
+    PayloadFormatIndicator = 0x01,
+    MessageExpiryInterval = 0x02,
+    ContentType = 0x03,
+    ResponseTopic = 0x08,
+    CorrelationData = 0x09,
+    SubscriptionIdentifier = 0x0B,
+    SessionExpiryInterval = 0x11,
+    AssignedClientIdentifier = 0x12,
+    ServerKeepAlive = 0x13,
+    AuthenticationMethod = 0x15,
+    AuthenticationData = 0x16,
+    RequestProblemInformation = 0x17,
+    WillDelayInterval = 0x18,
+    RequestResponseInformation = 0x19,
+    ResponseInformation = 0x1A,
+    ServerReference = 0x1C,
+    ReasonString = 0x1F,
+    ReceiveMaximum = 0x21,
+    TopicAliasMaximum = 0x22,
+    TopicAlias = 0x23,
+    MaximumQos = 0x24,
+    RetainAvailable = 0x25,
+    UserProperty = 0x26,
+    MaximumPacketSize = 0x27,
+    WildcardSubscriptionAvailable = 0x28,
+    SubscriptionIdentifierAvailable = 0x29,
+    SharedSubscriptionAvailable = 0x2A,
+}
+
+/// All properties of one packet. `None`/empty means absent on the wire.
+///
+/// Byte-valued flags (`payload_format_indicator`, `maximum_qos`, the `*_available` ones,
+/// `request_*_information`) keep the raw byte; the decoder rejects values outside 0/1
+/// (0..=1 for maximum QoS) as a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Properties {
+    pub payload_format_indicator: Option<u8>,
+    pub message_expiry_interval_s: Option<u32>,
+    pub content_type: Option<ByteStr>,
+    pub response_topic: Option<ByteStr>,
+    pub correlation_data: Option<Bytes>,
+    /// Several in a server-to-client PUBLISH; at most one in SUBSCRIBE. Values 1..=268,435,455.
+    pub subscription_identifiers: Vec<u32>,
+    pub session_expiry_interval_s: Option<u32>,
+    pub assigned_client_identifier: Option<ByteStr>,
+    pub server_keep_alive_s: Option<u16>,
+    pub authentication_method: Option<ByteStr>,
+    pub authentication_data: Option<Bytes>,
+    pub request_problem_information: Option<u8>,
+    pub will_delay_interval_s: Option<u32>,
+    pub request_response_information: Option<u8>,
+    pub response_information: Option<ByteStr>,
+    pub server_reference: Option<ByteStr>,
+    pub reason_string: Option<ByteStr>,
+    /// Zero is a protocol error.
+    pub receive_maximum: Option<u16>,
+    pub topic_alias_maximum: Option<u16>,
+    /// Zero is a protocol error.
+    pub topic_alias: Option<u16>,
+    pub maximum_qos: Option<u8>,
+    pub retain_available: Option<u8>,
+    /// May repeat, and order matters [MQTT-3.3.2-18].
+    pub user_properties: Vec<(ByteStr, ByteStr)>,
+    /// Zero is a protocol error.
+    pub maximum_packet_size: Option<u32>,
+    pub wildcard_subscription_available: Option<u8>,
+    pub subscription_identifier_available: Option<u8>,
+    pub shared_subscription_available: Option<u8>,
+}
+
+impl Properties {
+    pub fn is_empty(&self) -> bool {
+        *self == Properties::default()
+    }
+}
