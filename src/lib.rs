@@ -23,7 +23,6 @@ pub mod config;
 pub mod runtime;
 pub mod session;
 pub mod shard;
-pub mod sys;
 pub mod topic;
 
 /// The broker version, as published in `$SYS/broker/version`.

@@ -1,1 +1,266 @@
-//! (being written)
+//! One client's MQTT session as a sans-IO state machine.
+//!
+//! Owns: the session state that outlives a connection (subscriptions, the outbound inflight
+//! window, the offline queue, inbound QoS 2 packet ids) and the state of the live connection
+//! attached to it (protocol level, keep-alive, will). Does not own: sockets, the clock, other
+//! sessions, the trie or the retained store: those are the shard's.
+//!
+//! Driven by the shard:
+//! - [`validate_connect`] turns a CONNECT into [`ConnectParams`] (or the refusing CONNACK);
+//! - [`Session::attach`] binds a connection, writes CONNACK and resends what was unacknowledged;
+//! - [`Session::handle_packet`]`(now, ..)` takes each later packet, writes the replies into the
+//!   connection's output buffer and pushes [`Action`]s for what needs the rest of the broker
+//!   (route a publish, update the trie);
+//! - [`Session::deliver`] hands it a routed message;
+//! - [`Session::keep_alive_expired`]`(now)` is asked on timer ticks.
+//!
+//! Time is always an argument, so tests drive keep-alive with a virtual clock.
+//!
+//! The persistent part ([`Session`] minus its [`Link`]) is plain data, so the persistence issue
+//! can serialise it and the shards issue can move it between threads.
+
+mod connect;
+mod deliver;
+mod flow;
+mod message;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::{AHashMap, AHashSet};
+use bytes::BytesMut;
+
+use crate::codec::{
+    encode, ByteStr, ConnAck, Packet, PacketId, Properties, ProtocolVersion, QoS, ReasonCode,
+    SubscriptionOptions,
+};
+use crate::topic::SubscriptionFilter;
+
+pub use connect::{validate_connect, ClientIdGenerator, ConnectParams, ConnectRefused, ValidWill};
+pub use deliver::Delivery;
+pub use message::Message;
+
+/// Something the session needs the rest of the broker to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Route this message to matching subscribers (and store it if retained).
+    Publish(Arc<Message>),
+    /// A subscription was added or replaced; the shard updates the trie and sends retained.
+    Subscribed { filter: SubscriptionFilter, options: SubscriptionOptions, existed: bool },
+    /// A subscription was removed; the shard updates the trie.
+    Unsubscribed(SubscriptionFilter),
+    /// The client sent DISCONNECT: discard the will [MQTT-3.1.2-10] and close.
+    Disconnect,
+}
+
+/// A peer's protocol mistake. The shard closes the connection (5.0: DISCONNECT with `code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation {
+    pub code: ReasonCode,
+    pub why: &'static str,
+}
+
+/// One subscription as the session remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub filter: SubscriptionFilter,
+    pub options: SubscriptionOptions,
+}
+
+/// Where an outbound QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutboundState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitingPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitingPubRec,
+    /// PUBREL sent, waiting for PUBCOMP. The message itself is no longer needed.
+    AwaitingPubComp,
+}
+
+/// An outbound QoS 1/2 message in the inflight window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outbound {
+    packet_id: PacketId,
+    message: Arc<Message>,
+    /// The QoS it is delivered at: min(published, granted).
+    qos: QoS,
+    retain: bool,
+    state: OutboundState,
+}
+
+/// A message waiting for room in the inflight window (or for the client to come back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Queued {
+    message: Arc<Message>,
+    qos: QoS,
+    retain: bool,
+}
+
+/// The live connection bound to a session. Gone while the client is offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub version: ProtocolVersion,
+    /// Zero turns keep-alive off.
+    keep_alive_ms: u64,
+    last_packet_at: Instant,
+    will: Option<ValidWill>,
+}
+
+/// One client's MQTT session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    client_id: ByteStr,
+    /// Kept after disconnect (3.x Clean Session = 0).
+    persistent: bool,
+    /// Keyed by the filter exactly as subscribed, so a repeated SUBSCRIBE replaces
+    /// [MQTT-3.8.4-3].
+    subscriptions: AHashMap<ByteStr, Subscription>,
+    /// In send order, so a resume resends in the original order [MQTT-4.6.0-1].
+    inflight: VecDeque<Outbound>,
+    /// Bounded by `Limits::queued_messages_max`.
+    queue: VecDeque<Queued>,
+    /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a repeat PUBLISH with one of these
+    /// ids is not routed again. Bounded by the 16-bit id space.
+    inbound_qos2: AHashSet<PacketId>,
+    next_packet_id: PacketId,
+    link: Option<Link>,
+}
+
+impl Session {
+    pub fn new(client_id: ByteStr, persistent: bool) -> Session {
+        Session {
+            client_id,
+            persistent,
+            subscriptions: AHashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            inbound_qos2: AHashSet::new(),
+            next_packet_id: PacketId::new(1).expect("1 is a valid packet id"),
+            link: None,
+        }
+    }
+
+    pub fn client_id(&self) -> &ByteStr {
+        &self.client_id
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.link.is_some()
+    }
+
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        self.link.as_ref().map(|l| l.version)
+    }
+
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.values()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Messages held for this session: inflight plus queued.
+    pub fn pending_count(&self) -> usize {
+        self.inflight.len() + self.queue.len()
+    }
+
+    /// Binds a connection: writes CONNACK, then resends every unacknowledged PUBLISH with DUP
+    /// and every PUBREL [MQTT-4.4.0-1], then fills the window from the queue.
+    pub fn attach(
+        &mut self,
+        now: Instant,
+        params: &ConnectParams,
+        session_present: bool,
+        out: &mut Outbox,
+        limits: &crate::config::Limits,
+    ) -> usize {
+        assert!(self.link.is_none(), "attach to a session that already has a connection");
+        self.persistent = !params.clean_start;
+        let version = params.version;
+        let mut properties = Properties::default();
+        if params.client_id_assigned && version.is_v5() {
+            properties.assigned_client_identifier = Some(params.client_id.clone());
+        }
+        let connack = ConnAck { session_present, code: ReasonCode::SUCCESS, properties };
+        write_packet(out, version, &Packet::ConnAck(connack));
+        self.link = Some(Link {
+            version,
+            keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
+            last_packet_at: now,
+            will: params.will.clone(),
+        });
+        self.resend_inflight(out) + self.pump_queue(out, limits)
+    }
+
+    /// Unbinds the connection. Returns its will, which the caller publishes only if the loss
+    /// was ungraceful.
+    pub fn detach(&mut self) -> Option<ValidWill> {
+        self.link.take().and_then(|link| link.will)
+    }
+
+    /// Drops the will so that a later `detach` returns none (graceful DISCONNECT).
+    pub fn discard_will(&mut self) {
+        if let Some(link) = &mut self.link {
+            link.will = None;
+        }
+    }
+
+    /// True once 1.5 times the keep-alive has passed without a packet [MQTT-3.1.2-24].
+    pub fn keep_alive_expired(&self, now: Instant) -> bool {
+        match &self.link {
+            Some(link) if link.keep_alive_ms > 0 => {
+                let grace = Duration::from_millis(link.keep_alive_ms * 3 / 2);
+                now.saturating_duration_since(link.last_packet_at) > grace
+            }
+            _ => false,
+        }
+    }
+
+    fn allocate_packet_id(&mut self) -> PacketId {
+        // The window is at most 65,535 entries, so a free id always exists; ids in use are
+        // skipped so that a slow ack never collides with a new message.
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = id.next();
+            if !self.inflight.iter().any(|o| o.packet_id == id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// A connection's pending output: encoded packets not yet handed to the socket.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub bytes: BytesMut,
+    /// Packets encoded into `bytes`, for the `$SYS` "messages sent" counter.
+    pub packets: u64,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Encodes `packet` into `out`. Returns false, and writes nothing, if it cannot be encoded
+/// (larger than MQTT's 256 MiB ceiling), which only an oversize routed message can cause.
+pub fn write_packet(out: &mut Outbox, version: ProtocolVersion, packet: &Packet) -> bool {
+    match encode(packet, version, &mut out.bytes) {
+        Ok(_) => {
+            out.packets += 1;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping an outbound packet that cannot be encoded");
+            false
+        }
+    }
+}

@@ -1,1 +1,312 @@
-//! (being written)
+//! What one core owns: its connections, the sessions they attach to, the subscription trie and
+//! the retained store, all single-threaded by construction.
+//!
+//! [`Shard`] is sans-IO like the session below it: the driver feeds it bytes and events with
+//! `now` (`accept`, `handle_read`, `handle_closed`, `handle_tick`) and collects what to write
+//! and what to close (`drain_dirty`, `take_output`). Every await lives in [`driver`], so the
+//! whole broker logic runs in tests without a socket (see the tests at the end of `route.rs`).
+//!
+//! Two slabs, two nouns: a *connection* ([`ConnectionId`]) is a transport, a *session*
+//! ([`SessionKey`]) is MQTT state that may outlive it. The trie maps filters to session keys,
+//! so a persistent session keeps receiving (queueing) while offline.
+//!
+//! Flushing is batched: writing to a connection only marks it dirty; the driver drains the
+//! dirty list once per tick and issues one write per connection for everything encoded since.
+
+mod connect;
+pub mod driver;
+mod route;
+mod stats;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytes::{Bytes, BytesMut};
+use slab::Slab;
+
+use crate::codec::{self, ByteStr, Decoded, ProtocolVersion, SubscriptionOptions};
+use crate::config::Limits;
+use crate::session::{Action, ClientIdGenerator, Message, Outbox, Session};
+use crate::topic::{RetainedStore, SubscriptionTrie};
+
+pub use stats::Stats;
+
+/// A connection slot plus the generation that was in it, so that a late completion for a
+/// closed connection can never touch the connection that reused its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId {
+    index: u32,
+    generation: u32,
+}
+
+/// A session's slot in the shard's session slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey(u32);
+
+/// How long a new connection may take to send CONNECT before it is closed. Bounds the cost
+/// of sockets that connect and say nothing.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a connection is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    /// Accepted; the first packet must be CONNECT [MQTT-3.1.0-1].
+    AwaitingConnect { since: Instant },
+    /// CONNECT accepted and bound to a session.
+    Attached { session: SessionKey, version: ProtocolVersion },
+    /// Being closed: input is ignored, remaining output is flushed, then the socket is shut.
+    Closing,
+}
+
+/// One transport connection.
+#[derive(Debug)]
+struct Conn {
+    generation: u32,
+    state: ConnState,
+    /// Bytes received but not yet decoded (a partial frame). Released when empty, so an idle
+    /// connection holds no read buffer.
+    read_buf: BytesMut,
+    out: Outbox,
+    /// Already in the dirty list; avoids listing a connection twice per tick.
+    dirty: bool,
+    peer: SocketAddr,
+}
+
+/// A session and the connection currently attached to it, if any.
+#[derive(Debug)]
+struct SessionEntry {
+    session: Session,
+    conn: Option<ConnectionId>,
+}
+
+/// One shard's broker state.
+#[derive(Debug)]
+pub struct Shard {
+    limits: Limits,
+    conns: Slab<Conn>,
+    sessions: Slab<SessionEntry>,
+    /// Client identifier to session; one session per client id [MQTT-3.1.4-2].
+    clients: AHashMap<ByteStr, SessionKey>,
+    trie: SubscriptionTrie<SessionKey, SubscriptionOptions>,
+    retained: RetainedStore<std::sync::Arc<Message>>,
+    ids: ClientIdGenerator,
+    stats: Stats,
+    /// Connections with output or a close pending, in the order they became dirty.
+    dirty: Vec<ConnectionId>,
+    next_generation: u32,
+    /// Reused per packet to avoid allocating an action list each time.
+    actions: Vec<Action>,
+    /// Reused per publish: matched subscribers before deduplication.
+    matches: Vec<(SessionKey, SubscriptionOptions)>,
+    sys: sys::SysPublisher,
+}
+
+impl Shard {
+    pub fn new(now: Instant, limits: Limits, sys_interval_s: u32) -> Shard {
+        Shard {
+            limits,
+            conns: Slab::new(),
+            sessions: Slab::new(),
+            clients: AHashMap::new(),
+            trie: SubscriptionTrie::new(),
+            retained: RetainedStore::new(),
+            ids: ClientIdGenerator::new(),
+            stats: Stats::default(),
+            dirty: Vec::new(),
+            next_generation: 0,
+            actions: Vec::new(),
+            matches: Vec::new(),
+            sys: sys::SysPublisher::new(now, sys_interval_s),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Registers a new transport connection, or refuses it at `connections_max`.
+    pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> Option<ConnectionId> {
+        if self.conns.len() >= self.limits.connections_max as usize {
+            self.stats.connections_refused += 1;
+            tracing::warn!(%peer, limit = self.limits.connections_max, "connections_max reached");
+            return None;
+        }
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let index = self.conns.insert(Conn {
+            generation,
+            state: ConnState::AwaitingConnect { since: now },
+            read_buf: BytesMut::new(),
+            out: Outbox::default(),
+            dirty: false,
+            peer,
+        });
+        self.stats.connections_accepted += 1;
+        Some(ConnectionId { index: index as u32, generation })
+    }
+
+    fn conn(&self, id: ConnectionId) -> Option<&Conn> {
+        self.conns.get(id.index as usize).filter(|c| c.generation == id.generation)
+    }
+
+    fn conn_mut(&mut self, id: ConnectionId) -> Option<&mut Conn> {
+        self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation)
+    }
+
+    /// Feeds bytes read from a connection: decodes every complete packet and acts on it.
+    pub fn handle_read(&mut self, now: Instant, id: ConnectionId, data: &[u8]) {
+        let packet_size_max = self.limits.packet_size_max;
+        let Some(conn) = self.conn_mut(id) else { return };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        conn.read_buf.extend_from_slice(data);
+        self.stats.bytes_received += data.len() as u64;
+        loop {
+            let Some(conn) = self.conn_mut(id) else { return };
+            let version = match conn.state {
+                ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
+                ConnState::Attached { version, .. } => version,
+                ConnState::Closing => break,
+            };
+            match codec::decode(&mut conn.read_buf, version, packet_size_max) {
+                Ok(Decoded::Packet(packet)) => {
+                    self.stats.messages_received += 1;
+                    self.dispatch(now, id, packet);
+                }
+                Ok(Decoded::Incomplete { .. }) => break,
+                Err(error) => {
+                    let peer = conn.peer;
+                    self.stats.malformed_packets += 1;
+                    tracing::info!(%peer, %error, "closing connection: malformed packet");
+                    self.decode_failed(now, id, error);
+                    break;
+                }
+            }
+        }
+        if let Some(conn) = self.conn_mut(id) {
+            if conn.read_buf.is_empty() {
+                conn.read_buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// The transport is gone (EOF, error, or the shutdown we asked for). Frees the slot.
+    pub fn handle_closed(&mut self, now: Instant, id: ConnectionId) {
+        if self.conn(id).is_none() {
+            return;
+        }
+        // A connection that vanishes while attached is an ungraceful loss: its will goes out.
+        self.end_connection(now, id, End::Lost);
+        self.conns.remove(id.index as usize);
+    }
+
+    /// Timer work: keep-alive, CONNECT timeouts and `$SYS`. Call about once a second.
+    pub fn handle_tick(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (index, conn) in &self.conns {
+            let id = ConnectionId { index: index as u32, generation: conn.generation };
+            match conn.state {
+                ConnState::AwaitingConnect { since } if now - since > CONNECT_TIMEOUT => {
+                    expired.push((id, End::ConnectTimeout));
+                }
+                ConnState::Attached { session, .. }
+                    if self.sessions[session.0 as usize].session.keep_alive_expired(now) =>
+                {
+                    expired.push((id, End::KeepAliveTimeout));
+                }
+                _ => {}
+            }
+        }
+        for (id, end) in expired {
+            self.stats.keep_alive_timeouts += u64::from(end == End::KeepAliveTimeout);
+            self.end_connection(now, id, end);
+        }
+        if self.sys.due(now) {
+            self.publish_sys(now);
+        }
+    }
+
+    /// Closes every connection (v5 clients get DISCONNECT 0x8B) for an orderly shutdown.
+    pub fn shut_down(&mut self, now: Instant) {
+        let ids: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .map(|(i, c)| ConnectionId { index: i as u32, generation: c.generation })
+            .collect();
+        for id in ids {
+            self.end_connection(now, id, End::ServerShutdown);
+        }
+    }
+
+    /// Takes the connections that have output or a close pending since the last call.
+    pub fn drain_dirty(&mut self, into: &mut Vec<ConnectionId>) {
+        for id in self.dirty.drain(..) {
+            if let Some(conn) = self.conns.get_mut(id.index as usize) {
+                if conn.generation == id.generation {
+                    conn.dirty = false;
+                    into.push(id);
+                }
+            }
+        }
+    }
+
+    /// The next chunk of output for a connection, and whether it should close once written.
+    /// `None` output with `close == true` means: shut the socket now.
+    pub fn take_output(&mut self, id: ConnectionId) -> (Option<Bytes>, bool) {
+        let Some(conn) = self.conn_mut(id) else { return (None, true) };
+        let closing = conn.state == ConnState::Closing;
+        if conn.out.is_empty() {
+            return (None, closing);
+        }
+        let packets = std::mem::take(&mut conn.out.packets);
+        let bytes = conn.out.bytes.split().freeze();
+        // Give the allocation back when the connection goes quiet.
+        if conn.out.bytes.capacity() == 0 {
+            conn.out.bytes = BytesMut::new();
+        }
+        self.stats.messages_sent += packets;
+        self.stats.bytes_sent += bytes.len() as u64;
+        (Some(bytes), closing)
+    }
+
+    /// Number of live transport connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn mark_dirty(&mut self, id: ConnectionId) {
+        if let Some(conn) = self.conns.get_mut(id.index as usize) {
+            if conn.generation == id.generation && !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+}
+
+/// Why a connection ends; decides the will and the 5.0 DISCONNECT reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent DISCONNECT: no will.
+    Graceful,
+    /// The transport failed or closed without DISCONNECT.
+    Lost,
+    KeepAliveTimeout,
+    ConnectTimeout,
+    /// The client broke the protocol; 5.0 clients are told why.
+    Violation(codec::ReasonCode),
+    /// Another connection took the client id over [MQTT-3.1.4-2].
+    TakenOver,
+    ServerShutdown,
+    /// CONNECT was refused; the CONNACK is already written.
+    Refused,
+}

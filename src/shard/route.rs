@@ -1,0 +1,130 @@
+//! Routing: a publish goes to the retained store and to every matching session, once per
+//! session at the highest granted QoS; a new subscription receives the retained messages.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::codec::{RetainHandling, SubscriptionOptions};
+use crate::session::{Delivery, Message};
+use crate::topic::SubscriptionFilter;
+
+use super::{SessionKey, Shard};
+
+impl Shard {
+    /// Routes one message. `from` is the publishing session (`None` for wills and `$SYS`).
+    pub(super) fn publish(&mut self, _now: Instant, from: Option<SessionKey>, message: Arc<Message>) {
+        if from.is_some() && message.topic.as_str().starts_with("$SYS") {
+            // `$SYS` is the broker's own namespace; clients may not write to it.
+            self.stats.publish_dropped += 1;
+            return;
+        }
+        if !message.topic.is_sys() {
+            self.stats.publish_received += 1;
+        }
+        if message.retain {
+            self.store_retained(&message);
+        }
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.trie.for_each_match(message.topic.as_str(), |key, options| {
+            matches.push((*key, *options));
+        });
+        dedupe_matches(&mut matches);
+        for &(key, options) in &matches {
+            // [MQTT-3.3.1-9]: forwarded to existing subscriptions with retain 0, unless 5.0's
+            // Retain As Published asks for the original flag.
+            let retain = options.retain_as_published && message.retain;
+            self.deliver_to(key, &message, options, retain);
+        }
+        self.matches = matches;
+    }
+
+    /// Hands `message` to one session at min(published, granted) QoS [MQTT-3.8.4-6].
+    fn deliver_to(
+        &mut self,
+        key: SessionKey,
+        message: &Arc<Message>,
+        options: SubscriptionOptions,
+        retain: bool,
+    ) {
+        let qos = message.qos.min(options.qos);
+        let entry = &mut self.sessions[key.0 as usize];
+        let conn_id = entry.conn;
+        let out = conn_id
+            .and_then(|id| self.conns.get_mut(id.index as usize))
+            .map(|conn| &mut conn.out);
+        match entry.session.deliver(message, qos, retain, out, &self.limits) {
+            Delivery::Sent => {
+                self.stats.publish_sent += 1;
+                if let Some(id) = conn_id {
+                    self.mark_dirty(id);
+                }
+            }
+            Delivery::Queued => self.stats.publish_queued += 1,
+            Delivery::DroppedQoS0 | Delivery::DroppedQueueFull => self.stats.publish_dropped += 1,
+        }
+    }
+
+    /// [MQTT-3.3.1-5]: store (or replace) the retained message for the topic;
+    /// [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: an empty payload deletes it and is not stored.
+    fn store_retained(&mut self, message: &Arc<Message>) {
+        let topic = message.topic.as_str();
+        if message.payload.is_empty() {
+            self.retained.remove(topic);
+        } else if self.retained.get(topic).is_some()
+            || self.retained.len() < self.limits.retained_messages_max as usize
+        {
+            self.retained.insert(message.topic.clone(), message.clone());
+        } else {
+            self.stats.retained_dropped += 1;
+            tracing::warn!(topic, limit = self.limits.retained_messages_max,
+                "retained_messages_max reached; retained message not stored");
+        }
+    }
+
+    /// Adds a subscription to the trie and sends the matching retained messages
+    /// [MQTT-3.3.1-6] with the retain flag set [MQTT-3.3.1-8].
+    pub(super) fn subscribe(
+        &mut self,
+        key: SessionKey,
+        filter: &SubscriptionFilter,
+        options: SubscriptionOptions,
+        existed: bool,
+    ) {
+        self.trie.insert(filter.filter(), key, options);
+        let send_retained = match options.retain_handling {
+            RetainHandling::OnSubscribe => true,
+            RetainHandling::OnNewSubscribe => !existed,
+            RetainHandling::Never => false,
+        };
+        if !send_retained {
+            return;
+        }
+        let mut retained = Vec::new();
+        self.retained.for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
+        for message in retained {
+            self.deliver_to(key, &message, options, true);
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, key: SessionKey, filter: &SubscriptionFilter) {
+        self.trie.remove(filter.filter(), &key);
+    }
+}
+
+/// Collapses overlapping subscriptions of one session into one delivery at the highest granted
+/// QoS [MQTT-3.3.5-1], keeping the most permissive Retain As Published.
+fn dedupe_matches(matches: &mut Vec<(SessionKey, SubscriptionOptions)>) {
+    if matches.len() < 2 {
+        return;
+    }
+    matches.sort_unstable_by_key(|(key, _)| *key);
+    matches.dedup_by(|later, kept| {
+        if later.0 != kept.0 {
+            return false;
+        }
+        kept.1.qos = kept.1.qos.max(later.1.qos);
+        kept.1.retain_as_published |= later.1.retain_as_published;
+        true
+    });
+}

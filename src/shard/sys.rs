@@ -1,0 +1,79 @@
+//! The `$SYS/broker/...` tree, under mosquitto's names so existing dashboards keep working.
+//! Published as retained messages every `sys_interval_s` through the normal routing path, so
+//! `$SYS` subscribers are ordinary subscribers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{ByteStr, Properties, QoS};
+use crate::session::Message;
+use crate::topic::TopicName;
+
+use super::Shard;
+
+/// When the next `$SYS` update is due.
+#[derive(Debug)]
+pub(super) struct SysPublisher {
+    started_at: Instant,
+    /// `None` when `$SYS` is turned off (`sys_interval_s = 0`).
+    interval: Option<Duration>,
+    next_at: Instant,
+}
+
+impl SysPublisher {
+    pub(super) fn new(now: Instant, interval_s: u32) -> SysPublisher {
+        let interval = (interval_s > 0).then(|| Duration::from_secs(u64::from(interval_s)));
+        // The first update goes out on the first tick, so `$SYS` is populated at start-up.
+        SysPublisher { started_at: now, interval, next_at: now }
+    }
+
+    pub(super) fn due(&mut self, now: Instant) -> bool {
+        match self.interval {
+            Some(interval) if now >= self.next_at => {
+                self.next_at = now + interval;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Shard {
+    pub(super) fn publish_sys(&mut self, now: Instant) {
+        let s = &self.stats;
+        let online = s.clients_connected;
+        let total = self.sessions.len() as u64;
+        let uptime_s = now.duration_since(self.sys.started_at).as_secs();
+        let values: [(&'static str, String); 16] = [
+            ("$SYS/broker/version", format!("ringmq version {}", crate::VERSION)),
+            ("$SYS/broker/uptime", format!("{uptime_s} seconds")),
+            ("$SYS/broker/clients/connected", online.to_string()),
+            ("$SYS/broker/clients/total", total.to_string()),
+            ("$SYS/broker/clients/disconnected", total.saturating_sub(online).to_string()),
+            ("$SYS/broker/messages/received", s.messages_received.to_string()),
+            ("$SYS/broker/messages/sent", s.messages_sent.to_string()),
+            ("$SYS/broker/publish/messages/received", s.publish_received.to_string()),
+            ("$SYS/broker/publish/messages/sent", s.publish_sent.to_string()),
+            ("$SYS/broker/publish/messages/dropped", s.publish_dropped.to_string()),
+            ("$SYS/broker/subscriptions/count", self.trie.len().to_string()),
+            ("$SYS/broker/retained messages/count", self.retained.len().to_string()),
+            ("$SYS/broker/load/bytes/received", s.bytes_received.to_string()),
+            ("$SYS/broker/load/bytes/sent", s.bytes_sent.to_string()),
+            ("$SYS/broker/clients/maximum", self.limits.connections_max.to_string()),
+            ("$SYS/broker/messages/malformed", s.malformed_packets.to_string()),
+        ];
+        for (topic, value) in values {
+            let topic = TopicName::new(ByteStr::from_static(topic)).expect("static $SYS topic");
+            let message = Arc::new(Message {
+                topic,
+                payload: Bytes::from(value),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: Properties::default(),
+            });
+            self.publish(now, None, message);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it. Installs what the tests need (Debian's
+# mosquitto clients, Python's paho-mqtt), checks style, then runs every test under each I/O
+# backend. Exits non-zero if anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # The broker package starts a system mosquitto on 1883; tests and benches start their own.
+  $SUDO systemctl stop mosquitto >/dev/null 2>&1 || $SUDO service mosquitto stop >/dev/null 2>&1 || true
+fi
+python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install -q 'paho-mqtt>=2,<3'
+
+# Interop tests fail, rather than skip, when their tools are missing.
+export RINGMQ_REQUIRE_INTEROP=1
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --all-targets
+
+for io in uring epoll; do
+  echo "=== test suite: --io $io ==="
+  RINGMQ_TEST_IO=$io cargo test --workspace
+done
