@@ -1,1 +1,66 @@
-//! (being written)
+//! Topic names, topic filters, the subscription trie and the retained-message store.
+//!
+//! Owns: every rule of MQTT §4.7 (topic names, filters, wildcards, `$`-topics) and the
+//! `$share/{ShareName}/{filter}` syntax of MQTT 5.0 §4.8.2, plus the two indexes a shard needs
+//! to route a PUBLISH: [`SubscriptionTrie`] (filter -> subscribers, matched by a topic) and
+//! [`RetainedStore`] (topic -> retained message, matched by a filter).
+//!
+//! Does not own: who a subscriber is, what its options mean, shared-subscription load balancing,
+//! or any limit on how many subscriptions a client may hold. Those are `session` and `shard`,
+//! which pick the key `K` and value `V` the trie stores.
+//!
+//! Driven by plain method calls from one shard's thread: the types here hold no locks, do no
+//! I/O and import only `std`, `bytes`, `ahash`, `smallvec`, `slab` and [`crate::codec`].
+//!
+//! # Layout
+//!
+//! | file | owns |
+//! |---|---|
+//! | `name.rs` | [`TopicName`]: what a PUBLISH may name |
+//! | `filter.rs` | [`TopicFilter`] and the reference matcher [`TopicFilter::matches`] |
+//! | `shared.rs` | [`SubscriptionFilter`]: `$share/{ShareName}/{filter}` |
+//! | `intern.rs` | level strings interned to `LevelId`s, reference counted |
+//! | `subscribers.rs` | one trie node's subscriber list |
+//! | `trie.rs` | [`SubscriptionTrie`] |
+//! | `retained.rs` | [`RetainedStore`] |
+
+mod error;
+mod filter;
+mod intern;
+mod name;
+mod retained;
+mod shared;
+mod subscribers;
+mod trie;
+
+pub use error::TopicError;
+pub use filter::{FilterLevel, FilterLevels, TopicFilter};
+pub use name::{Levels, TopicName};
+pub use retained::RetainedStore;
+pub use shared::SubscriptionFilter;
+pub use trie::SubscriptionTrie;
+
+/// The most levels a topic name or filter may have; more is [`TopicError::TooManyLevels`].
+///
+/// The spec sets no such limit, but matching walks one level per step and keeps an explicit
+/// stack sized by this constant, so bounding it bounds both the work per PUBLISH and the stack
+/// that [`SubscriptionTrie::for_each_match`] keeps without allocating. 128 is far deeper than
+/// the handful of levels real hierarchies use, yet small enough that the matcher's inline
+/// buffers stay around 3 KiB of stack.
+pub const TOPIC_LEVELS_MAX: usize = 128;
+
+/// The longest topic name or filter in bytes: a UTF-8 string on the wire has a 16-bit length
+/// prefix [MQTT-4.7.3-3]. Checked again here because `ByteStr` can also come from `&str`.
+pub const TOPIC_LEN_MAX: usize = 65_535;
+
+/// Separates the levels of a topic name or filter (§4.7.1.1).
+pub const LEVEL_SEPARATOR: char = '/';
+
+/// The single-level wildcard, as a whole level (§4.7.1.3).
+pub const SINGLE_LEVEL_WILDCARD: &str = "+";
+
+/// The multi-level wildcard, as a whole and last level (§4.7.1.2).
+pub const MULTI_LEVEL_WILDCARD: &str = "#";
+
+/// The first level of every shared-subscription filter (MQTT 5.0 §4.8.2).
+pub const SHARED_PREFIX: &str = "$share";

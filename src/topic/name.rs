@@ -1,0 +1,173 @@
+//! [`TopicName`]: the validated topic of a PUBLISH or a will, and the rules every topic string
+//! shares with a filter (length, null character, level count).
+
+use std::fmt;
+
+use crate::codec::ByteStr;
+
+use super::{TopicError, LEVEL_SEPARATOR, TOPIC_LEN_MAX, TOPIC_LEVELS_MAX};
+
+/// A topic name: non-empty, at most [`TOPIC_LEN_MAX`] bytes and [`TOPIC_LEVELS_MAX`] levels,
+/// without U+0000 and without wildcards. Keeps the wire `Bytes`, so validating a PUBLISH
+/// topic does not copy it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName(ByteStr);
+
+/// The levels of a topic name or filter, split at `/`. An empty level is a level: `/a` has two
+/// and `a//b` three (§4.7.1.1).
+#[derive(Debug, Clone)]
+pub struct Levels<'a>(std::str::Split<'a, char>);
+
+/// What one pass over a topic string found; shared by names and filters.
+pub(super) struct Scan {
+    pub(super) has_wildcard: bool,
+}
+
+impl TopicName {
+    /// Checks the §4.7 rules for a topic name.
+    pub fn new(text: ByteStr) -> Result<TopicName, TopicError> {
+        let scan = check_common(text.as_str())?;
+        if scan.has_wildcard {
+            return Err(TopicError::WildcardInTopicName); // [MQTT-3.3.2-2] [MQTT-4.7.1-1]
+        }
+        Ok(TopicName(text))
+    }
+
+    /// For topics fixed in the source, such as `$SYS/broker/uptime`: no copy.
+    pub fn from_static(text: &'static str) -> Result<TopicName, TopicError> {
+        TopicName::new(ByteStr::from_static(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_byte_str(&self) -> &ByteStr {
+        &self.0
+    }
+
+    pub fn into_byte_str(self) -> ByteStr {
+        self.0
+    }
+
+    /// Whether the topic starts with `$`: such topics are the server's (for example `$SYS/`),
+    /// and filters that start with a wildcard never match them [MQTT-4.7.2-1].
+    pub fn is_sys(&self) -> bool {
+        self.as_str().starts_with('$')
+    }
+
+    pub fn levels(&self) -> Levels<'_> {
+        Levels::new(self.as_str())
+    }
+}
+
+impl<'a> Levels<'a> {
+    pub(super) fn new(text: &'a str) -> Levels<'a> {
+        Levels(text.split(LEVEL_SEPARATOR))
+    }
+}
+
+impl<'a> Iterator for Levels<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.0.next()
+    }
+}
+
+impl TryFrom<&str> for TopicName {
+    type Error = TopicError;
+
+    /// Copies `text`; prefer [`TopicName::new`] with the wire `ByteStr`.
+    fn try_from(text: &str) -> Result<TopicName, TopicError> {
+        TopicName::new(ByteStr::from(text))
+    }
+}
+
+impl TryFrom<ByteStr> for TopicName {
+    type Error = TopicError;
+
+    fn try_from(text: ByteStr) -> Result<TopicName, TopicError> {
+        TopicName::new(text)
+    }
+}
+
+impl AsRef<str> for TopicName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The rules that topic names and filters share, checked in one pass over the bytes because
+/// every PUBLISH runs it.
+pub(super) fn check_common(text: &str) -> Result<Scan, TopicError> {
+    if text.is_empty() {
+        return Err(TopicError::Empty); // [MQTT-4.7.3-1]
+    }
+    if text.len() > TOPIC_LEN_MAX {
+        return Err(TopicError::TooLong {
+            len_bytes: text.len(),
+        }); // [MQTT-4.7.3-3]
+    }
+    let mut separators = 0usize;
+    let mut has_null = false;
+    let mut has_wildcard = false;
+    for byte in text.bytes() {
+        match byte {
+            b'/' => separators += 1,
+            b'\0' => has_null = true,
+            b'+' | b'#' => has_wildcard = true,
+            _ => {}
+        }
+    }
+    if has_null {
+        return Err(TopicError::NullCharacter); // [MQTT-4.7.3-2]
+    }
+    let levels = separators + 1;
+    if levels > TOPIC_LEVELS_MAX {
+        return Err(TopicError::TooManyLevels { levels });
+    }
+    Ok(Scan { has_wildcard })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Result<TopicName, TopicError> {
+        TopicName::try_from(text)
+    }
+
+    #[test]
+    fn limits_are_exact() {
+        let deepest = vec!["a"; TOPIC_LEVELS_MAX].join("/");
+        assert!(name(&deepest).is_ok());
+        let levels = TOPIC_LEVELS_MAX + 1;
+        let deeper = vec!["a"; levels].join("/");
+        assert_eq!(name(&deeper), Err(TopicError::TooManyLevels { levels }));
+
+        let longest = "a".repeat(TOPIC_LEN_MAX);
+        assert!(name(&longest).is_ok());
+        let longer = "a".repeat(TOPIC_LEN_MAX + 1);
+        let len_bytes = TOPIC_LEN_MAX + 1;
+        assert_eq!(name(&longer), Err(TopicError::TooLong { len_bytes }));
+    }
+
+    #[test]
+    fn levels_keep_empty_levels() {
+        let topic = name("/a//b/").expect("valid");
+        assert_eq!(topic.levels().collect::<Vec<_>>(), ["", "a", "", "b", ""]);
+    }
+}
