@@ -1,0 +1,51 @@
+//! [`ShardMessage`]: everything that crosses from one shard to another. A closed enum, not
+//! closures, so that the cross-shard protocol can be read in one place.
+
+use std::sync::Arc;
+
+use crate::codec::ByteStr;
+use crate::session::{Message, Session};
+use crate::topic::TopicFilter;
+
+use super::ShardId;
+
+/// A connection on some shard, as other shards may name it. The `u64` is opaque outside the
+/// owning shard (its connection slot and generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub shard: ShardId,
+    pub conn: u64,
+}
+
+/// The counters shard 0 aggregates into `$SYS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub stats: crate::shard::Stats,
+    pub sessions: u64,
+    pub subscriptions: u64,
+}
+
+/// One cross-shard message. Per ordered pair of shards, messages arrive in the order sent.
+#[derive(Debug)]
+pub enum ShardMessage {
+    /// A published message. `deliver`: the receiver has matching subscribers; a retained
+    /// message is also sent to every other shard with `deliver == false`, to update its copy of
+    /// the retained store.
+    Publish { message: Arc<Message>, deliver: bool },
+    /// The sender gained (`add`) or lost its first/last local subscription with this filter.
+    /// Numbered so that the sender knows when every peer has seen it.
+    Interest { filter: TopicFilter, add: bool, seq: u64 },
+    /// The receiver has applied the sender's interest updates up to `seq`.
+    InterestAck { seq: u64 },
+    /// To the client id's home shard: `conn` sent CONNECT with this id.
+    Claim { client_id: ByteStr, conn: ConnRef, clean_start: bool },
+    /// From the home shard to the shard holding the session: hand it to `conn` (or discard it
+    /// if `clean_start`), closing its current connection as a take-over.
+    Evict { client_id: ByteStr, conn: ConnRef, clean_start: bool },
+    /// To the claiming shard: proceed with CONNECT; `session` is the resumed session, if any.
+    Granted { client_id: ByteStr, conn: u64, session: Option<Box<Session>> },
+    /// To the home shard: the sender no longer holds a session for this id.
+    Released { client_id: ByteStr },
+    /// To shard 0, every `$SYS` interval.
+    Stats { from: ShardId, snapshot: Box<StatsSnapshot> },
+}
