@@ -51,6 +51,13 @@ pub enum DecodeError {
     TrailingBytes(usize),
     #[error("packet type {0} is not valid at protocol level {1}")]
     NotValidForVersion(u8, u8),
+    /// A variable byte integer inside the body (property length, property identifier,
+    /// subscription identifier) has a fourth byte with its continuation bit set [MQTT-1.5.5-1].
+    #[error("malformed variable byte integer")]
+    MalformedVariableInteger,
+    /// CONNACK acknowledge flags with a reserved bit (1..=7) set [MQTT-3.2.2.1].
+    #[error("invalid CONNACK acknowledge flags 0x{0:02X}")]
+    InvalidConnAckFlags(u8),
 }
 
 impl DecodeError {
@@ -78,4 +85,13 @@ pub enum EncodeError {
     TooLarge(usize),
     #[error("packet type {0:?} cannot be sent at protocol level {1}")]
     NotValidForVersion(super::packet::PacketKind, u8),
+    /// A string or binary field longer than the 65,535 bytes its two-byte length can say.
+    #[error("field of {0} bytes exceeds the 65535-byte limit of a length-prefixed field")]
+    FieldTooLong(usize),
+    /// A subscription identifier outside 1..=268,435,455 cannot be written as a varint.
+    #[error("variable byte integer {0} is out of range")]
+    VarIntOutOfRange(u32),
+    /// A QoS 1 or 2 PUBLISH without a packet identifier [MQTT-2.3.1-5].
+    #[error("QoS > 0 PUBLISH without a packet identifier")]
+    MissingPacketId,
 }

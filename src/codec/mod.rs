@@ -13,19 +13,27 @@
 //! frame needs. `Incomplete` is a normal result, not an error.
 
 mod decode;
+mod decode_connect;
+mod decode_pubsub;
 mod encode;
+mod encode_body;
 mod error;
 mod packet;
 mod properties;
+mod properties_codec;
+mod reader;
 mod reason;
+mod reason_check;
+mod varint;
+mod writer;
 
 pub use decode::{check, decode, Decoded, Frame};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encode_publish, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind, ProtocolVersion,
-    Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Will,
+    Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind,
+    ProtocolVersion, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
+    UnsubAck, Unsubscribe, Will,
 };
 pub use properties::{Properties, PropertyId};
 pub use reason::ReasonCode;

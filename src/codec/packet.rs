@@ -269,7 +269,11 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(packet_id: PacketId) -> Ack {
-        Ack { packet_id, code: ReasonCode::SUCCESS, properties: Properties::default() }
+        Ack {
+            packet_id,
+            code: ReasonCode::SUCCESS,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -335,7 +339,10 @@ pub struct Disconnect {
 
 impl Disconnect {
     pub fn new(code: ReasonCode) -> Disconnect {
-        Disconnect { code, properties: Properties::default() }
+        Disconnect {
+            code,
+            properties: Properties::default(),
+        }
     }
 }
 
