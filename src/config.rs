@@ -72,15 +72,24 @@ impl Limits {
         let positive = [
             ("limits.packet_size_max", self.packet_size_max as u64),
             ("limits.inflight_max", self.inflight_max as u64),
-            ("limits.outbound_buffer_max_bytes", self.outbound_buffer_max_bytes as u64),
+            (
+                "limits.outbound_buffer_max_bytes",
+                self.outbound_buffer_max_bytes as u64,
+            ),
             ("limits.connections_max", self.connections_max as u64),
             ("limits.sessions_max", self.sessions_max as u64),
-            ("limits.subscriptions_per_session_max", self.subscriptions_per_session_max as u64),
+            (
+                "limits.subscriptions_per_session_max",
+                self.subscriptions_per_session_max as u64,
+            ),
             ("limits.client_id_len_max", self.client_id_len_max as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(ConfigError::Invalid { key, why: "must be at least 1".into() });
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: "must be at least 1".into(),
+                });
             }
         }
         if self.packet_size_max < 64 || self.packet_size_max > crate::codec::REMAINING_LENGTH_MAX {
@@ -151,7 +160,11 @@ struct FileConfig {
 
 /// Command-line flags. Those given override the file.
 #[derive(Debug, Default, Clone, clap::Parser)]
-#[command(name = "ringmq", version, about = "A thread-per-core MQTT 3.1/3.1.1/5.0 broker")]
+#[command(
+    name = "ringmq",
+    version,
+    about = "A thread-per-core MQTT 3.1/3.1.1/5.0 broker"
+)]
 pub struct Cli {
     /// TOML configuration file. Without one, embedded defaults apply.
     #[arg(long, value_name = "FILE")]
@@ -174,7 +187,10 @@ pub struct Cli {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid `{key}`: {why}")]
@@ -219,10 +235,14 @@ impl Config {
     }
 
     fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     fn apply_file(&mut self, file: FileConfig) -> Result<(), ConfigError> {
@@ -247,13 +267,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.listeners.is_empty() {
-            return Err(ConfigError::Invalid { key: "listen", why: "no address given".into() });
+            return Err(ConfigError::Invalid {
+                key: "listen",
+                why: "no address given".into(),
+            });
         }
         if self.shards != 1 {
             // One shard until the thread-per-core runtime lands; refuse rather than ignore.
             return Err(ConfigError::Invalid {
                 key: "shards",
-                why: format!("{} shards requested; this build runs exactly 1", self.shards),
+                why: format!(
+                    "{} shards requested; this build runs exactly 1",
+                    self.shards
+                ),
             });
         }
         self.limits.validate()
@@ -279,7 +305,10 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback_only() {
         let config = Config::from_cli(&Cli::default()).expect("defaults are valid");
-        assert_eq!(config.listeners, vec![SocketAddr::from(([127, 0, 0, 1], 1883))]);
+        assert_eq!(
+            config.listeners,
+            vec![SocketAddr::from(([127, 0, 0, 1], 1883))]
+        );
         assert_eq!(config.limits.inflight_max, 20);
         assert_eq!(config.limits.queued_messages_max, 1000);
         assert_eq!(config.sys_interval_s, 10);
@@ -291,7 +320,10 @@ mod tests {
             "listen = [\"0.0.0.0:1884\"]\nsys_interval_s = 5\n[limits]\ninflight_max = 7\n",
         )
         .expect("valid");
-        assert_eq!(config.listeners, vec![SocketAddr::from(([0, 0, 0, 0], 1884))]);
+        assert_eq!(
+            config.listeners,
+            vec![SocketAddr::from(([0, 0, 0, 0], 1884))]
+        );
         assert_eq!(config.sys_interval_s, 5);
         assert_eq!(config.limits.inflight_max, 7);
         assert_eq!(config.limits.queued_messages_max, 1000);

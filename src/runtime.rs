@@ -71,7 +71,10 @@ pub fn select_backend(choice: IoBackend) -> io::Result<Backend> {
     match choice {
         IoBackend::Epoll => Ok(Backend::Epoll),
         IoBackend::Uring => probe_uring().map(|()| Backend::Uring).map_err(|e| {
-            io::Error::new(e.kind(), format!("--io uring requested but io_uring is unusable: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("--io uring requested but io_uring is unusable: {e}"),
+            )
         }),
         IoBackend::Auto => match probe_uring() {
             Ok(()) => Ok(Backend::Uring),
@@ -97,18 +100,28 @@ pub fn start(config: Config) -> io::Result<Broker> {
     for addr in &config.listeners {
         listeners.push(bind(*addr)?);
     }
-    let local_addrs = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
+    let local_addrs = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::Builder::new().name("ringmq-shard-0".into()).spawn(move || {
-        run_shard(config, listeners, backend, stop_rx, ready_tx);
-    })?;
+    let thread = std::thread::Builder::new()
+        .name("ringmq-shard-0".into())
+        .spawn(move || {
+            run_shard(config, listeners, backend, stop_rx, ready_tx);
+        })?;
     // The shard signals once its listeners are registered with its runtime.
     ready_rx
         .recv()
         .map_err(|_| io::Error::other("shard thread exited during start-up"))?;
     tracing::info!(?backend, addrs = ?local_addrs, "RingMQ {} serving", crate::VERSION);
-    Ok(Broker { local_addrs, backend, stop, threads: vec![thread] })
+    Ok(Broker {
+        local_addrs,
+        backend,
+        stop,
+        threads: vec![thread],
+    })
 }
 
 /// Starts the broker and runs it until SIGINT or SIGTERM.
@@ -121,7 +134,9 @@ pub fn run(config: Config) -> io::Result<()> {
              --listen 0.0.0.0:1883 or set `listen` in a config file"
         );
     }
-    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     signals.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -142,7 +157,9 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
@@ -161,12 +178,18 @@ fn run_shard(
             let mut accepts = Vec::new();
             for listener in listeners {
                 let listener = tokio_uring::net::TcpListener::from_std(listener);
-                accepts.push(tokio::task::spawn_local(uring::accept_loop(driver.clone(), listener)));
+                accepts.push(tokio::task::spawn_local(uring::accept_loop(
+                    driver.clone(),
+                    listener,
+                )));
             }
             serve(driver, accepts, stop, ready).await;
         }),
         Backend::Epoll => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(error) => return tracing::error!(%error, "cannot build the epoll runtime"),
             };
@@ -176,7 +199,10 @@ fn run_shard(
                 let mut accepts = Vec::new();
                 for listener in listeners {
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => accepts.push(tokio::task::spawn_local(epoll::accept_loop(driver.clone(), l))),
+                        Ok(l) => accepts.push(tokio::task::spawn_local(epoll::accept_loop(
+                            driver.clone(),
+                            l,
+                        ))),
                         Err(error) => tracing::error!(%error, "cannot register listener"),
                     }
                 }

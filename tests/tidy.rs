@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 const FILE_LINES_MAX: usize = 900;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -42,8 +44,27 @@ fn files_under(sub: &str) -> Vec<(PathBuf, String)> {
 #[test]
 fn dependency_rule_holds() {
     let rules: [(&str, &[&str]); 3] = [
-        ("src/codec", &["crate::topic", "crate::session", "crate::shard", "crate::runtime", "crate::config", "tokio"]),
-        ("src/topic", &["crate::session", "crate::shard", "crate::runtime", "crate::config", "tokio"]),
+        (
+            "src/codec",
+            &[
+                "crate::topic",
+                "crate::session",
+                "crate::shard",
+                "crate::runtime",
+                "crate::config",
+                "tokio",
+            ],
+        ),
+        (
+            "src/topic",
+            &[
+                "crate::session",
+                "crate::shard",
+                "crate::runtime",
+                "crate::config",
+                "tokio",
+            ],
+        ),
         ("src/session", &["crate::shard", "crate::runtime", "tokio"]),
     ];
     let mut broken = Vec::new();
@@ -62,7 +83,11 @@ fn dependency_rule_holds() {
             }
         }
     }
-    assert!(broken.is_empty(), "dependency rule broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "dependency rule broken:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]
@@ -82,7 +107,11 @@ fn no_stubs_or_debug_macros() {
             }
         }
     }
-    assert!(found.is_empty(), "stubs left in the code:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "stubs left in the code:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -96,7 +125,11 @@ fn files_are_small() {
             }
         }
     }
-    assert!(long.is_empty(), "files over {FILE_LINES_MAX} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "files over {FILE_LINES_MAX} lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
@@ -117,7 +150,11 @@ fn unsafe_has_safety_comment() {
             }
         }
     }
-    assert!(bare.is_empty(), "unsafe without a SAFETY comment:\n{}", bare.join("\n"));
+    assert!(
+        bare.is_empty(),
+        "unsafe without a SAFETY comment:\n{}",
+        bare.join("\n")
+    );
 }
 
 /// Every module opens with a `//!` doc saying what it owns.
@@ -129,5 +166,9 @@ fn modules_have_docs() {
             undocumented.push(path.display().to_string());
         }
     }
-    assert!(undocumented.is_empty(), "modules without //! docs:\n{}", undocumented.join("\n"));
+    assert!(
+        undocumented.is_empty(),
+        "modules without //! docs:\n{}",
+        undocumented.join("\n")
+    );
 }

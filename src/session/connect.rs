@@ -3,7 +3,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::codec::{ByteStr, ConnAck, Connect, Properties, ProtocolVersion, ReasonCode, Will};
+use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, ReasonCode, Will};
 use crate::config::Limits;
 use crate::topic::TopicName;
 
@@ -29,11 +29,11 @@ pub struct ValidWill {
     pub will: Will,
 }
 
-/// Why a CONNECT was refused: the CONNACK to send (if any) before closing.
+/// Why a CONNECT was refused: the CONNACK code to send (if any) before closing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRefused {
     /// `None` when the protocol says to close without answering.
-    pub connack: Option<ConnAck>,
+    pub code: Option<ReasonCode>,
     /// The level to encode the CONNACK at.
     pub version: ProtocolVersion,
     pub why: &'static str,
@@ -49,14 +49,19 @@ pub struct ClientIdGenerator {
 
 impl ClientIdGenerator {
     pub fn new() -> ClientIdGenerator {
-        let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let prefix = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         ClientIdGenerator { prefix, counter: 0 }
     }
 
     pub fn next_id(&mut self) -> ByteStr {
         self.counter += 1;
         // 23 characters at most so that even strict 3.1-era clients accept it [MQTT-3.1.3-5].
-        ByteStr::from(format!("auto-{:08x}{:08x}", self.prefix as u32, self.counter as u32))
+        ByteStr::from(format!(
+            "auto-{:08x}{:08x}",
+            self.prefix as u32, self.counter as u32
+        ))
     }
 }
 
@@ -74,7 +79,7 @@ pub fn validate_connect(
 ) -> Result<ConnectParams, ConnectRefused> {
     let version = connect.protocol;
     let refuse = |code: ReasonCode, why: &'static str| ConnectRefused {
-        connack: Some(ConnAck { session_present: false, code, properties: Properties::default() }),
+        code: Some(code),
         version,
         why,
     };
@@ -84,7 +89,10 @@ pub fn validate_connect(
         match version {
             // 3.1 requires 1..=23 characters; an empty id is refused with 0x02.
             ProtocolVersion::V3_1 => {
-                return Err(refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id"))
+                return Err(refuse(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "empty client id",
+                ))
             }
             // [MQTT-3.1.3-8]: empty id without clean session gets 0x02 and a close.
             ProtocolVersion::V3_1_1 if !connect.clean_start => {
@@ -101,7 +109,10 @@ pub fn validate_connect(
         }
     }
     if client_id.len() > usize::from(limits.client_id_len_max) {
-        return Err(refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "client id too long"));
+        return Err(refuse(
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            "client id too long",
+        ));
     }
     let will = match connect.will {
         None => None,
@@ -112,7 +123,11 @@ pub fn validate_connect(
                 return Err(refuse(ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"))
             }
             Err(_) => {
-                return Err(ConnectRefused { connack: None, version, why: "invalid will topic" })
+                return Err(ConnectRefused {
+                    code: None,
+                    version,
+                    why: "invalid will topic",
+                })
             }
         },
     };
@@ -126,4 +141,15 @@ pub fn validate_connect(
         username: connect.username,
         properties: connect.properties,
     })
+}
+
+impl ConnectRefused {
+    /// The CONNACK that refuses the connection, if one is sent.
+    pub fn connack(&self) -> Option<crate::codec::ConnAck> {
+        self.code.map(|code| crate::codec::ConnAck {
+            session_present: false,
+            code,
+            properties: Properties::default(),
+        })
+    }
 }

@@ -8,7 +8,7 @@ use super::Outbox;
 use crate::codec::{Ack, Packet, Properties, ProtocolVersion, Publish, QoS};
 use crate::config::Limits;
 
-use super::{write_packet, Message, Outbound, OutboundState, Queued, Session};
+use super::{write_packet, Awaiting, Message, Outbound, Queued, Session};
 
 /// What became of one message handed to [`Session::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,8 @@ impl Session {
                 if out.bytes.len() >= limits.outbound_buffer_max_bytes as usize {
                     return Delivery::DroppedQoS0;
                 }
-                let publish = publish_packet(version, message, QoS::AtMostOnce, retain, None, false);
+                let publish =
+                    publish_packet(version, message, QoS::AtMostOnce, retain, None, false);
                 if write_packet(out, version, &Packet::Publish(publish)) {
                     Delivery::Sent
                 } else {
@@ -61,7 +62,11 @@ impl Session {
                 if self.queue.len() >= limits.queued_messages_max as usize {
                     return Delivery::DroppedQueueFull;
                 }
-                self.queue.push_back(Queued { message: message.clone(), qos, retain });
+                self.queue.push_back(Queued {
+                    message: message.clone(),
+                    qos,
+                    retain,
+                });
                 Delivery::Queued
             }
         }
@@ -74,7 +79,9 @@ impl Session {
         };
         let mut sent = 0;
         while self.inflight.len() < limits.inflight_max as usize {
-            let Some(queued) = self.queue.pop_front() else { break };
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
             self.send_outbound(version, queued.message, queued.qos, queued.retain, out);
             sent += 1;
         }
@@ -89,7 +96,7 @@ impl Session {
         };
         for entry in &self.inflight {
             let packet = match entry.state {
-                OutboundState::AwaitingPubComp => Packet::PubRel(Ack::new(entry.packet_id)),
+                Awaiting::PubComp => Packet::PubRel(Ack::new(entry.packet_id)),
                 _ => Packet::Publish(publish_packet(
                     version,
                     &entry.message,
@@ -116,10 +123,16 @@ impl Session {
         let publish = publish_packet(version, &message, qos, retain, Some(packet_id), false);
         write_packet(out, version, &Packet::Publish(publish));
         let state = match qos {
-            QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
-            _ => OutboundState::AwaitingPubRec,
+            QoS::AtLeastOnce => Awaiting::PubAck,
+            _ => Awaiting::PubRec,
         };
-        self.inflight.push_back(Outbound { packet_id, message, qos, retain, state });
+        self.inflight.push_back(Outbound {
+            packet_id,
+            message,
+            qos,
+            retain,
+            state,
+        });
     }
 
     /// Drops every queued and inflight message (a clean start, or the session ending).
@@ -141,8 +154,11 @@ fn publish_packet(
     dup: bool,
 ) -> Publish {
     // 3.x receivers get no properties; skip the clone rather than have the encoder drop them.
-    let properties =
-        if version.is_v5() { message.properties.clone() } else { Properties::default() };
+    let properties = if version.is_v5() {
+        message.properties.clone()
+    } else {
+        Properties::default()
+    };
     Publish {
         dup,
         qos,

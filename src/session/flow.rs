@@ -13,7 +13,7 @@ use crate::codec::{
 use crate::config::Limits;
 use crate::topic::{SubscriptionFilter, TopicName};
 
-use super::{write_packet, Action, Message, OutboundState, Session, Subscription, Violation};
+use super::{write_packet, Action, Awaiting, Message, Session, Subscription, Violation};
 
 impl Session {
     /// Handles one packet from the attached connection.
@@ -28,14 +28,17 @@ impl Session {
         actions: &mut Vec<Action>,
         limits: &Limits,
     ) -> Result<(), Violation> {
-        let link = self.link.as_mut().expect("handle_packet on a session without a connection");
+        let link = self
+            .link
+            .as_mut()
+            .expect("handle_packet on a session without a connection");
         // Any control packet resets the keep-alive timer [MQTT-3.1.2-23].
         link.last_packet_at = now;
         let version = link.version;
         match packet {
             Packet::Publish(publish) => self.handle_publish(version, publish, out, actions),
             Packet::PubAck(ack) => {
-                self.complete_outbound(ack, OutboundState::AwaitingPubAck);
+                self.complete_outbound(ack, Awaiting::PubAck);
                 self.pump_queue(out, limits);
                 Ok(())
             }
@@ -48,7 +51,7 @@ impl Session {
                 Ok(())
             }
             Packet::PubComp(ack) => {
-                self.complete_outbound(ack, OutboundState::AwaitingPubComp);
+                self.complete_outbound(ack, Awaiting::PubComp);
                 self.pump_queue(out, limits);
                 Ok(())
             }
@@ -72,10 +75,9 @@ impl Session {
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(violation("second CONNECT")),
             Packet::Auth(_) => Err(violation("AUTH without an authentication method")),
-            Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp => Err(violation("server-to-client packet sent by a client")),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(violation("server-to-client packet sent by a client"))
+            }
         }
     }
 
@@ -115,17 +117,20 @@ impl Session {
 
     fn handle_pubrec(&mut self, version: ProtocolVersion, ack: Ack, out: &mut Outbox) {
         let mut rel = Ack::new(ack.packet_id);
-        let found = self.inflight.iter_mut().find(|o| o.packet_id == ack.packet_id);
+        let found = self
+            .inflight
+            .iter_mut()
+            .find(|o| o.packet_id == ack.packet_id);
         match found {
-            Some(entry) if entry.state == OutboundState::AwaitingPubRec => {
+            Some(entry) if entry.state == Awaiting::PubRec => {
                 if ack.code.is_error() {
                     // 5.0: an error PUBREC ends the flow; no PUBREL follows [MQTT-4.3.3-4].
                     self.inflight.retain(|o| o.packet_id != ack.packet_id);
                     return;
                 }
-                entry.state = OutboundState::AwaitingPubComp;
+                entry.state = Awaiting::PubComp;
             }
-            Some(entry) if entry.state == OutboundState::AwaitingPubComp => {}
+            Some(entry) if entry.state == Awaiting::PubComp => {}
             _ => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
         // [MQTT-4.3.3-3]: answer PUBREC with PUBREL carrying the same id.
@@ -143,7 +148,7 @@ impl Session {
 
     /// Removes an acknowledged message from the window. An ack for an unknown id, or one in the
     /// wrong state, is ignored: it is most likely a late duplicate.
-    fn complete_outbound(&mut self, ack: Ack, expected: OutboundState) {
+    fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) {
         if let Some(index) = self
             .inflight
             .iter()
@@ -182,16 +187,29 @@ impl Session {
             }
             if version != ProtocolVersion::V5 {
                 // 3.x has only a QoS in the options byte; keep the 5.0 defaults for the rest.
-                options = crate::codec::SubscriptionOptions { qos: options.qos, ..Default::default() };
+                options = crate::codec::SubscriptionOptions {
+                    qos: options.qos,
+                    ..Default::default()
+                };
             }
             codes.push(ReasonCode(options.qos as u8));
-            let subscription = Subscription { filter: filter.clone(), options };
+            let subscription = Subscription {
+                filter: filter.clone(),
+                options,
+            };
             self.subscriptions.insert(raw, subscription);
-            actions.push(Action::Subscribed { filter, options, existed });
+            actions.push(Action::Subscribed {
+                filter,
+                options,
+                existed,
+            });
         }
         // [MQTT-3.8.4-1]/[MQTT-3.8.4-5]: one SUBACK, one code per filter, in order.
-        let suback =
-            SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), codes };
+        let suback = SubAck {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            codes,
+        };
         write_packet(out, version, &Packet::SubAck(suback));
     }
 
@@ -213,12 +231,18 @@ impl Session {
             }
         }
         // [MQTT-3.10.4-4]: UNSUBACK even when nothing was removed.
-        let unsuback =
-            UnsubAck { packet_id: unsubscribe.packet_id, properties: Properties::default(), codes };
+        let unsuback = UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: Properties::default(),
+            codes,
+        };
         write_packet(out, version, &Packet::UnsubAck(unsuback));
     }
 }
 
 fn violation(why: &'static str) -> Violation {
-    Violation { code: ReasonCode::PROTOCOL_ERROR, why }
+    Violation {
+        code: ReasonCode::PROTOCOL_ERROR,
+        why,
+    }
 }

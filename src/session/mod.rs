@@ -47,7 +47,11 @@ pub enum Action {
     /// Route this message to matching subscribers (and store it if retained).
     Publish(Arc<Message>),
     /// A subscription was added or replaced; the shard updates the trie and sends retained.
-    Subscribed { filter: SubscriptionFilter, options: SubscriptionOptions, existed: bool },
+    Subscribed {
+        filter: SubscriptionFilter,
+        options: SubscriptionOptions,
+        existed: bool,
+    },
     /// A subscription was removed; the shard updates the trie.
     Unsubscribed(SubscriptionFilter),
     /// The client sent DISCONNECT: discard the will [MQTT-3.1.2-10] and close.
@@ -70,13 +74,15 @@ pub struct Subscription {
 
 /// Where an outbound QoS 1/2 message stands in its acknowledgement flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutboundState {
+// The variants are named after the packets awaited; the shared prefix is the point.
+#[allow(clippy::enum_variant_names)]
+enum Awaiting {
     /// QoS 1 PUBLISH sent, waiting for PUBACK.
-    AwaitingPubAck,
+    PubAck,
     /// QoS 2 PUBLISH sent, waiting for PUBREC.
-    AwaitingPubRec,
+    PubRec,
     /// PUBREL sent, waiting for PUBCOMP. The message itself is no longer needed.
-    AwaitingPubComp,
+    PubComp,
 }
 
 /// An outbound QoS 1/2 message in the inflight window.
@@ -87,7 +93,7 @@ struct Outbound {
     /// The QoS it is delivered at: min(published, granted).
     qos: QoS,
     retain: bool,
-    state: OutboundState,
+    state: Awaiting,
 }
 
 /// A message waiting for room in the inflight window (or for the client to come back).
@@ -181,14 +187,21 @@ impl Session {
         out: &mut Outbox,
         limits: &crate::config::Limits,
     ) -> usize {
-        assert!(self.link.is_none(), "attach to a session that already has a connection");
+        assert!(
+            self.link.is_none(),
+            "attach to a session that already has a connection"
+        );
         self.persistent = !params.clean_start;
         let version = params.version;
         let mut properties = Properties::default();
         if params.client_id_assigned && version.is_v5() {
             properties.assigned_client_identifier = Some(params.client_id.clone());
         }
-        let connack = ConnAck { session_present, code: ReasonCode::SUCCESS, properties };
+        let connack = ConnAck {
+            session_present,
+            code: ReasonCode::SUCCESS,
+            properties,
+        };
         write_packet(out, version, &Packet::ConnAck(connack));
         self.link = Some(Link {
             version,

@@ -26,7 +26,9 @@ impl Shard {
                     self.end_connection(now, id, End::Refused);
                 }
             },
-            ConnState::Attached { session, .. } => self.handle_session_packet(now, id, session, packet),
+            ConnState::Attached { session, .. } => {
+                self.handle_session_packet(now, id, session, packet)
+            }
             ConnState::Closing => {}
         }
     }
@@ -41,16 +43,21 @@ impl Shard {
         let mut actions = std::mem::take(&mut self.actions);
         let conn = &mut self.conns[id.index as usize];
         let entry = &mut self.sessions[key.0 as usize];
-        let result = entry.session.handle_packet(now, packet, &mut conn.out, &mut actions, &self.limits);
+        let result =
+            entry
+                .session
+                .handle_packet(now, packet, &mut conn.out, &mut actions, &self.limits);
         if !conn.out.is_empty() {
             self.mark_dirty(id);
         }
         for action in actions.drain(..) {
             match action {
                 Action::Publish(message) => self.publish(now, Some(key), message),
-                Action::Subscribed { filter, options, existed } => {
-                    self.subscribe(key, &filter, options, existed)
-                }
+                Action::Subscribed {
+                    filter,
+                    options,
+                    existed,
+                } => self.subscribe(key, &filter, options, existed),
                 Action::Unsubscribed(filter) => self.unsubscribe(key, &filter),
                 Action::Disconnect => self.end_connection(now, id, End::Graceful),
             }
@@ -66,7 +73,9 @@ impl Shard {
 
     /// A frame could not be decoded: answer as the protocol says, then close.
     pub(super) fn decode_failed(&mut self, now: Instant, id: ConnectionId, error: DecodeError) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         if let (ConnState::AwaitingConnect { .. }, DecodeError::UnsupportedProtocolLevel(_)) =
             (conn.state, &error)
         {
@@ -77,7 +86,11 @@ impl Shard {
                 code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                 properties: Properties::default(),
             };
-            write_packet(&mut conn.out, ProtocolVersion::V3_1_1, &Packet::ConnAck(connack));
+            write_packet(
+                &mut conn.out,
+                ProtocolVersion::V3_1_1,
+                &Packet::ConnAck(connack),
+            );
             self.end_connection(now, id, End::Refused);
             return;
         }
@@ -93,11 +106,7 @@ impl Shard {
         if existing.is_none() && self.sessions.len() >= self.limits.sessions_max as usize {
             self.stats.connections_refused += 1;
             let refused = ConnectRefused {
-                connack: Some(ConnAck {
-                    session_present: false,
-                    code: ReasonCode::QUOTA_EXCEEDED,
-                    properties: Properties::default(),
-                }),
+                code: Some(ReasonCode::QUOTA_EXCEEDED),
                 version: params.version,
                 why: "sessions_max reached",
             };
@@ -108,10 +117,15 @@ impl Shard {
             None => self.fresh_session(&params),
         };
         let conn = &mut self.conns[id.index as usize];
-        conn.state = ConnState::Attached { session: key, version: params.version };
+        conn.state = ConnState::Attached {
+            session: key,
+            version: params.version,
+        };
         let entry = &mut self.sessions[key.0 as usize];
         entry.conn = Some(id);
-        entry.session.attach(now, &params, session_present, &mut conn.out, &self.limits);
+        entry
+            .session
+            .attach(now, &params, session_present, &mut conn.out, &self.limits);
         self.stats.clients_connected += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
@@ -120,7 +134,12 @@ impl Shard {
 
     /// The client id already has a session: close its connection if it has one (will
     /// published, [MQTT-3.1.4-2]), then keep or discard the session by Clean Start.
-    fn take_over(&mut self, now: Instant, key: SessionKey, params: &ConnectParams) -> (SessionKey, bool) {
+    fn take_over(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        params: &ConnectParams,
+    ) -> (SessionKey, bool) {
         if let Some(old) = self.sessions[key.0 as usize].conn {
             self.stats.takeovers += 1;
             self.end_connection(now, old, End::TakenOver);
@@ -139,16 +158,21 @@ impl Shard {
 
     fn fresh_session(&mut self, params: &ConnectParams) -> (SessionKey, bool) {
         let session = Session::new(params.client_id.clone(), !params.clean_start);
-        let key = SessionKey(self.sessions.insert(SessionEntry { session, conn: None }) as u32);
+        let key = SessionKey(self.sessions.insert(SessionEntry {
+            session,
+            conn: None,
+        }) as u32);
         self.clients.insert(params.client_id.clone(), key);
         (key, false)
     }
 
     fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
         self.stats.connections_refused += 1;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         tracing::info!(peer = %conn.peer, why = refused.why, "CONNECT refused");
-        if let Some(connack) = refused.connack {
+        if let Some(connack) = refused.connack() {
             write_packet(&mut conn.out, refused.version, &Packet::ConnAck(connack));
         }
         self.end_connection(now, id, End::Refused);
@@ -158,9 +182,15 @@ impl Shard {
     /// ungraceful), ends a non-persistent session, and marks the transport for closing after
     /// its remaining output is flushed.
     pub(super) fn end_connection(&mut self, now: Instant, id: ConnectionId, end: End) {
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         let state = std::mem::replace(&mut conn.state, ConnState::Closing);
-        if let ConnState::Attached { session: key, version } = state {
+        if let ConnState::Attached {
+            session: key,
+            version,
+        } = state
+        {
             if version.is_v5() {
                 if let Some(code) = end.disconnect_reason() {
                     let packet = Packet::Disconnect(Disconnect::new(code));
@@ -189,7 +219,10 @@ impl Shard {
     /// Forgets a session entirely: its subscriptions leave the trie and its id is free.
     pub(super) fn discard_session(&mut self, key: SessionKey) {
         let entry = self.sessions.remove(key.0 as usize);
-        assert!(entry.conn.is_none(), "discarding a session that still has a connection");
+        assert!(
+            entry.conn.is_none(),
+            "discarding a session that still has a connection"
+        );
         for subscription in entry.session.subscriptions() {
             self.trie.remove(subscription.filter.filter(), &key);
         }

@@ -87,13 +87,21 @@ impl<S: Stream> Driver<S> {
     /// Registers an accepted socket; `None` if the shard refuses it (`connections_max`).
     pub fn register(&self, stream: Rc<S>, peer: SocketAddr) -> Option<ConnectionId> {
         let id = self.shard.borrow_mut().accept(Instant::now(), peer)?;
-        self.handles.borrow_mut().insert(id, Handle { stream, writing: false });
+        self.handles.borrow_mut().insert(
+            id,
+            Handle {
+                stream,
+                writing: false,
+            },
+        );
         Some(id)
     }
 
     /// Feeds received bytes to the shard and wakes the flusher if anything became writable.
     pub fn on_read(&self, id: ConnectionId, data: &[u8]) {
-        self.shard.borrow_mut().handle_read(Instant::now(), id, data);
+        self.shard
+            .borrow_mut()
+            .handle_read(Instant::now(), id, data);
         self.flush.notify_one();
     }
 
@@ -132,7 +140,9 @@ impl<S: Stream> Driver<S> {
             self.shard.borrow_mut().drain_dirty(&mut dirty);
             for id in dirty.drain(..) {
                 let mut handles = self.handles.borrow_mut();
-                let Some(handle) = handles.get_mut(&id) else { continue };
+                let Some(handle) = handles.get_mut(&id) else {
+                    continue;
+                };
                 if !handle.writing {
                     handle.writing = true;
                     let stream = handle.stream.clone();
@@ -238,8 +248,11 @@ pub mod uring {
     ) {
         let mut busy = false;
         loop {
-            let buf =
-                if busy { driver.take_buffer() } else { Vec::with_capacity(IDLE_READ_BYTES) };
+            let buf = if busy {
+                driver.take_buffer()
+            } else {
+                Vec::with_capacity(IDLE_READ_BYTES)
+            };
             let (result, buf) = stream.read(buf).await;
             match result {
                 Ok(0) | Err(_) => break,

@@ -57,7 +57,10 @@ enum ConnState {
     /// Accepted; the first packet must be CONNECT [MQTT-3.1.0-1].
     AwaitingConnect { since: Instant },
     /// CONNECT accepted and bound to a session.
-    Attached { session: SessionKey, version: ProtocolVersion },
+    Attached {
+        session: SessionKey,
+        version: ProtocolVersion,
+    },
     /// Being closed: input is ignored, remaining output is flushed, then the socket is shut.
     Closing,
 }
@@ -150,28 +153,39 @@ impl Shard {
             peer,
         });
         self.stats.connections_accepted += 1;
-        Some(ConnectionId { index: index as u32, generation })
+        Some(ConnectionId {
+            index: index as u32,
+            generation,
+        })
     }
 
     fn conn(&self, id: ConnectionId) -> Option<&Conn> {
-        self.conns.get(id.index as usize).filter(|c| c.generation == id.generation)
+        self.conns
+            .get(id.index as usize)
+            .filter(|c| c.generation == id.generation)
     }
 
     fn conn_mut(&mut self, id: ConnectionId) -> Option<&mut Conn> {
-        self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation)
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
     }
 
     /// Feeds bytes read from a connection: decodes every complete packet and acts on it.
     pub fn handle_read(&mut self, now: Instant, id: ConnectionId, data: &[u8]) {
         let packet_size_max = self.limits.packet_size_max;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         if conn.state == ConnState::Closing {
             return;
         }
         conn.read_buf.extend_from_slice(data);
         self.stats.bytes_received += data.len() as u64;
         loop {
-            let Some(conn) = self.conn_mut(id) else { return };
+            let Some(conn) = self.conn_mut(id) else {
+                return;
+            };
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
@@ -213,13 +227,18 @@ impl Shard {
     pub fn handle_tick(&mut self, now: Instant) {
         let mut expired = Vec::new();
         for (index, conn) in &self.conns {
-            let id = ConnectionId { index: index as u32, generation: conn.generation };
+            let id = ConnectionId {
+                index: index as u32,
+                generation: conn.generation,
+            };
             match conn.state {
                 ConnState::AwaitingConnect { since } if now - since > CONNECT_TIMEOUT => {
                     expired.push((id, End::ConnectTimeout));
                 }
                 ConnState::Attached { session, .. }
-                    if self.sessions[session.0 as usize].session.keep_alive_expired(now) =>
+                    if self.sessions[session.0 as usize]
+                        .session
+                        .keep_alive_expired(now) =>
                 {
                     expired.push((id, End::KeepAliveTimeout));
                 }
@@ -240,7 +259,10 @@ impl Shard {
         let ids: Vec<ConnectionId> = self
             .conns
             .iter()
-            .map(|(i, c)| ConnectionId { index: i as u32, generation: c.generation })
+            .map(|(i, c)| ConnectionId {
+                index: i as u32,
+                generation: c.generation,
+            })
             .collect();
         for id in ids {
             self.end_connection(now, id, End::ServerShutdown);
@@ -262,7 +284,9 @@ impl Shard {
     /// The next chunk of output for a connection, and whether it should close once written.
     /// `None` output with `close == true` means: shut the socket now.
     pub fn take_output(&mut self, id: ConnectionId) -> (Option<Bytes>, bool) {
-        let Some(conn) = self.conn_mut(id) else { return (None, true) };
+        let Some(conn) = self.conn_mut(id) else {
+            return (None, true);
+        };
         let closing = conn.state == ConnState::Closing;
         if conn.out.is_empty() {
             return (None, closing);

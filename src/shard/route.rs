@@ -12,7 +12,12 @@ use super::{SessionKey, Shard};
 
 impl Shard {
     /// Routes one message. `from` is the publishing session (`None` for wills and `$SYS`).
-    pub(super) fn publish(&mut self, _now: Instant, from: Option<SessionKey>, message: Arc<Message>) {
+    pub(super) fn publish(
+        &mut self,
+        _now: Instant,
+        from: Option<SessionKey>,
+        message: Arc<Message>,
+    ) {
         if from.is_some() && message.topic.as_str().starts_with("$SYS") {
             // `$SYS` is the broker's own namespace; clients may not write to it.
             self.stats.publish_dropped += 1;
@@ -26,9 +31,10 @@ impl Shard {
         }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
-        self.trie.for_each_match(message.topic.as_str(), |key, options| {
-            matches.push((*key, *options));
-        });
+        self.trie
+            .for_each_match(message.topic.as_str(), |key, options| {
+                matches.push((*key, *options));
+            });
         dedupe_matches(&mut matches);
         for &(key, options) in &matches {
             // [MQTT-3.3.1-9]: forwarded to existing subscriptions with retain 0, unless 5.0's
@@ -53,7 +59,10 @@ impl Shard {
         let out = conn_id
             .and_then(|id| self.conns.get_mut(id.index as usize))
             .map(|conn| &mut conn.out);
-        match entry.session.deliver(message, qos, retain, out, &self.limits) {
+        match entry
+            .session
+            .deliver(message, qos, retain, out, &self.limits)
+        {
             Delivery::Sent => {
                 self.stats.publish_sent += 1;
                 if let Some(id) = conn_id {
@@ -77,8 +86,11 @@ impl Shard {
             self.retained.insert(message.topic.clone(), message.clone());
         } else {
             self.stats.retained_dropped += 1;
-            tracing::warn!(topic, limit = self.limits.retained_messages_max,
-                "retained_messages_max reached; retained message not stored");
+            tracing::warn!(
+                topic,
+                limit = self.limits.retained_messages_max,
+                "retained_messages_max reached; retained message not stored"
+            );
         }
     }
 
@@ -101,7 +113,8 @@ impl Shard {
             return;
         }
         let mut retained = Vec::new();
-        self.retained.for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
+        self.retained
+            .for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
         for message in retained {
             self.deliver_to(key, &message, options, true);
         }

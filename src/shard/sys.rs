@@ -26,7 +26,11 @@ impl SysPublisher {
     pub(super) fn new(now: Instant, interval_s: u32) -> SysPublisher {
         let interval = (interval_s > 0).then(|| Duration::from_secs(u64::from(interval_s)));
         // The first update goes out on the first tick, so `$SYS` is populated at start-up.
-        SysPublisher { started_at: now, interval, next_at: now }
+        SysPublisher {
+            started_at: now,
+            interval,
+            next_at: now,
+        }
     }
 
     pub(super) fn due(&mut self, now: Instant) -> bool {
@@ -47,22 +51,55 @@ impl Shard {
         let total = self.sessions.len() as u64;
         let uptime_s = now.duration_since(self.sys.started_at).as_secs();
         let values: [(&'static str, String); 16] = [
-            ("$SYS/broker/version", format!("ringmq version {}", crate::VERSION)),
+            (
+                "$SYS/broker/version",
+                format!("ringmq version {}", crate::VERSION),
+            ),
             ("$SYS/broker/uptime", format!("{uptime_s} seconds")),
             ("$SYS/broker/clients/connected", online.to_string()),
             ("$SYS/broker/clients/total", total.to_string()),
-            ("$SYS/broker/clients/disconnected", total.saturating_sub(online).to_string()),
-            ("$SYS/broker/messages/received", s.messages_received.to_string()),
+            (
+                "$SYS/broker/clients/disconnected",
+                total.saturating_sub(online).to_string(),
+            ),
+            (
+                "$SYS/broker/messages/received",
+                s.messages_received.to_string(),
+            ),
             ("$SYS/broker/messages/sent", s.messages_sent.to_string()),
-            ("$SYS/broker/publish/messages/received", s.publish_received.to_string()),
-            ("$SYS/broker/publish/messages/sent", s.publish_sent.to_string()),
-            ("$SYS/broker/publish/messages/dropped", s.publish_dropped.to_string()),
-            ("$SYS/broker/subscriptions/count", self.trie.len().to_string()),
-            ("$SYS/broker/retained messages/count", self.retained.len().to_string()),
-            ("$SYS/broker/load/bytes/received", s.bytes_received.to_string()),
+            (
+                "$SYS/broker/publish/messages/received",
+                s.publish_received.to_string(),
+            ),
+            (
+                "$SYS/broker/publish/messages/sent",
+                s.publish_sent.to_string(),
+            ),
+            (
+                "$SYS/broker/publish/messages/dropped",
+                s.publish_dropped.to_string(),
+            ),
+            (
+                "$SYS/broker/subscriptions/count",
+                self.trie.len().to_string(),
+            ),
+            (
+                "$SYS/broker/retained messages/count",
+                self.retained.len().to_string(),
+            ),
+            (
+                "$SYS/broker/load/bytes/received",
+                s.bytes_received.to_string(),
+            ),
             ("$SYS/broker/load/bytes/sent", s.bytes_sent.to_string()),
-            ("$SYS/broker/clients/maximum", self.limits.connections_max.to_string()),
-            ("$SYS/broker/messages/malformed", s.malformed_packets.to_string()),
+            (
+                "$SYS/broker/clients/maximum",
+                self.limits.connections_max.to_string(),
+            ),
+            (
+                "$SYS/broker/messages/malformed",
+                s.malformed_packets.to_string(),
+            ),
         ];
         for (topic, value) in values {
             let topic = TopicName::new(ByteStr::from_static(topic)).expect("static $SYS topic");

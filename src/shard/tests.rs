@@ -19,6 +19,8 @@ const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 struct Sim {
     shard: Shard,
     now: Instant,
+    /// Packets read past the CONNACK by `connect`, returned by the next `recv`.
+    leftover: Vec<(ConnectionId, Packet)>,
 }
 
 fn pid(n: u16) -> PacketId {
@@ -56,7 +58,15 @@ fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
         properties: Properties::default(),
         filters: filters
             .iter()
-            .map(|(f, qos)| (ByteStr::from(*f), SubscriptionOptions { qos: *qos, ..Default::default() }))
+            .map(|(f, qos)| {
+                (
+                    ByteStr::from(*f),
+                    SubscriptionOptions {
+                        qos: *qos,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect(),
     })
 }
@@ -74,12 +84,18 @@ fn will(topic: &str, payload: &str) -> Will {
 impl Sim {
     fn new(limits: Limits) -> Sim {
         let now = Instant::now();
-        Sim { shard: Shard::new(now, limits, 0), now }
+        Sim {
+            shard: Shard::new(now, limits, 0),
+            now,
+            leftover: Vec::new(),
+        }
     }
 
     fn open(&mut self) -> ConnectionId {
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("literal address");
-        self.shard.accept(self.now, peer).expect("below connections_max")
+        self.shard
+            .accept(self.now, peer)
+            .expect("below connections_max")
     }
 
     fn send(&mut self, id: ConnectionId, packet: &Packet) {
@@ -106,7 +122,11 @@ impl Sim {
                 None => break,
             }
         }
-        let mut packets = Vec::new();
+        let (mut packets, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leftover)
+            .into_iter()
+            .partition(|(c, _)| *c == id);
+        self.leftover = rest;
+        let mut packets: Vec<Packet> = packets.drain(..).map(|(_, p)| p).collect();
         while let Decoded::Packet(p) =
             codec::decode(&mut buf, V4, u32::MAX >> 4).expect("broker output decodes")
         {
@@ -129,8 +149,12 @@ impl Sim {
         let id = self.open();
         self.send(id, &connect_packet(client_id, clean, keep_alive_s, will));
         let (packets, _) = self.recv(id);
-        match packets.first() {
-            Some(Packet::ConnAck(ack)) => (id, ack.clone()),
+        let mut packets = packets.into_iter();
+        match packets.next() {
+            Some(Packet::ConnAck(ack)) => {
+                self.leftover.extend(packets.map(|p| (id, p)));
+                (id, ack)
+            }
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }
@@ -142,7 +166,16 @@ impl Sim {
 }
 
 fn publishes(packets: &[Packet]) -> Vec<&Publish> {
-    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None }).collect()
+    packets
+        .iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -189,7 +222,10 @@ fn qos_is_downgraded_to_the_granted_qos() {
     sim.send(sub, &subscribe(1, &[("t/#", QoS::AtMostOnce)]));
     sim.recv(sub);
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("t/1", "x", QoS::AtLeastOnce, false, Some(7)));
+    sim.send(
+        publisher,
+        &publish("t/1", "x", QoS::AtLeastOnce, false, Some(7)),
+    );
     let (acks, _) = sim.recv(publisher);
     assert!(matches!(&acks[..], [Packet::PubAck(a)] if a.packet_id == pid(7)));
     let (packets, _) = sim.recv(sub);
@@ -203,11 +239,26 @@ fn qos_is_downgraded_to_the_granted_qos() {
 fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
     let mut sim = Sim::new(Limits::default());
     let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("a/+", QoS::AtMostOnce), ("a/#", QoS::ExactlyOnce), ("a/b", QoS::AtLeastOnce)]));
+    sim.send(
+        sub,
+        &subscribe(
+            1,
+            &[
+                ("a/+", QoS::AtMostOnce),
+                ("a/#", QoS::ExactlyOnce),
+                ("a/b", QoS::AtLeastOnce),
+            ],
+        ),
+    );
     let (packets, _) = sim.recv(sub);
-    assert!(matches!(&packets[..], [Packet::SubAck(s)] if s.codes == vec![ReasonCode(0), ReasonCode(2), ReasonCode(1)]));
+    assert!(
+        matches!(&packets[..], [Packet::SubAck(s)] if s.codes == vec![ReasonCode(0), ReasonCode(2), ReasonCode(1)])
+    );
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("a/b", "x", QoS::ExactlyOnce, false, Some(1)));
+    sim.send(
+        publisher,
+        &publish("a/b", "x", QoS::ExactlyOnce, false, Some(1)),
+    );
     let (packets, _) = sim.recv(sub);
     let got = publishes(&packets);
     assert_eq!(got.len(), 1);
@@ -225,7 +276,13 @@ fn qos2_inbound_is_routed_once_even_when_resent() {
     sim.send(publisher, &packet);
     sim.send(publisher, &packet);
     let (packets, _) = sim.recv(publisher);
-    assert_eq!(packets.iter().filter(|p| matches!(p, Packet::PubRec(_))).count(), 2);
+    assert_eq!(
+        packets
+            .iter()
+            .filter(|p| matches!(p, Packet::PubRec(_)))
+            .count(),
+        2
+    );
     assert_eq!(publishes(&sim.recv(sub).0).len(), 1);
     sim.send(publisher, &Packet::PubRel(Ack::new(pid(9))));
     let (packets, _) = sim.recv(publisher);
@@ -242,7 +299,10 @@ fn qos2_outbound_flow_completes() {
     sim.send(sub, &subscribe(1, &[("t", QoS::ExactlyOnce)]));
     sim.recv(sub);
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("t", "x", QoS::ExactlyOnce, false, Some(1)));
+    sim.send(
+        publisher,
+        &publish("t", "x", QoS::ExactlyOnce, false, Some(1)),
+    );
     let (packets, _) = sim.recv(sub);
     let id = publishes(&packets)[0].packet_id.expect("QoS 2 has an id");
     sim.send(sub, &Packet::PubRec(Ack::new(id)));
@@ -254,17 +314,26 @@ fn qos2_outbound_flow_completes() {
 
 #[test]
 fn inflight_window_holds_back_until_acked() {
-    let limits = Limits { inflight_max: 2, ..Limits::default() };
+    let limits = Limits {
+        inflight_max: 2,
+        ..Limits::default()
+    };
     let mut sim = Sim::new(limits);
     let (sub, _) = sim.connect("sub", true);
     sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
     sim.recv(sub);
     let (publisher, _) = sim.connect("pub", true);
     for n in 1..=3 {
-        sim.send(publisher, &publish("t", &n.to_string(), QoS::AtLeastOnce, false, Some(n)));
+        sim.send(
+            publisher,
+            &publish("t", &n.to_string(), QoS::AtLeastOnce, false, Some(n)),
+        );
     }
     let (packets, _) = sim.recv(sub);
-    let first = publishes(&packets).iter().map(|p| p.packet_id.expect("id")).collect::<Vec<_>>();
+    let first = publishes(&packets)
+        .iter()
+        .map(|p| p.packet_id.expect("id"))
+        .collect::<Vec<_>>();
     assert_eq!(first.len(), 2, "window of 2");
     sim.send(sub, &Packet::PubAck(Ack::new(first[0])));
     let (packets, _) = sim.recv(sub);
@@ -277,9 +346,18 @@ fn inflight_window_holds_back_until_acked() {
 fn retained_messages_are_stored_replaced_and_deleted() {
     let mut sim = Sim::new(Limits::default());
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("r/1", "old", QoS::AtMostOnce, true, None));
-    sim.send(publisher, &publish("r/1", "new", QoS::AtMostOnce, true, None));
-    sim.send(publisher, &publish("r/2", "two", QoS::AtMostOnce, true, None));
+    sim.send(
+        publisher,
+        &publish("r/1", "old", QoS::AtMostOnce, true, None),
+    );
+    sim.send(
+        publisher,
+        &publish("r/1", "new", QoS::AtMostOnce, true, None),
+    );
+    sim.send(
+        publisher,
+        &publish("r/2", "two", QoS::AtMostOnce, true, None),
+    );
     sim.send(publisher, &publish("r/2", "", QoS::AtMostOnce, true, None));
     let (sub, _) = sim.connect("sub", true);
     sim.send(sub, &subscribe(1, &[("r/+", QoS::AtLeastOnce)]));
@@ -287,9 +365,15 @@ fn retained_messages_are_stored_replaced_and_deleted() {
     let got = publishes(&packets);
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0].payload[..], b"new");
-    assert!(got[0].retain, "sent because of a new subscription: retain 1 [MQTT-3.3.1-8]");
+    assert!(
+        got[0].retain,
+        "sent because of a new subscription: retain 1 [MQTT-3.3.1-8]"
+    );
     // A live retained publish reaches an existing subscriber with retain 0 [MQTT-3.3.1-9].
-    sim.send(publisher, &publish("r/3", "live", QoS::AtMostOnce, true, None));
+    sim.send(
+        publisher,
+        &publish("r/3", "live", QoS::AtMostOnce, true, None),
+    );
     let (packets, _) = sim.recv(sub);
     assert!(!publishes(&packets)[0].retain);
 }
@@ -316,7 +400,10 @@ fn will_is_discarded_on_disconnect_and_sent_on_loss() {
     sim.send(watcher, &subscribe(1, &[("wills/#", QoS::AtMostOnce)]));
     sim.recv(watcher);
     let (polite, _) = sim.connect_with("polite", true, 0, Some(will("wills/polite", "x")));
-    sim.send(polite, &Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)));
+    sim.send(
+        polite,
+        &Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)),
+    );
     sim.shard.handle_closed(sim.now, polite);
     let (rude, _) = sim.connect_with("rude", true, 0, Some(will("wills/rude", "y")));
     sim.shard.handle_closed(sim.now, rude);
@@ -342,7 +429,10 @@ fn keep_alive_closes_after_one_and_a_half_periods() {
 
 #[test]
 fn persistent_session_queues_offline_and_resumes() {
-    let limits = Limits { queued_messages_max: 2, ..Limits::default() };
+    let limits = Limits {
+        queued_messages_max: 2,
+        ..Limits::default()
+    };
     let mut sim = Sim::new(limits);
     let (sub, _) = sim.connect("sub", false);
     sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
@@ -350,10 +440,20 @@ fn persistent_session_queues_offline_and_resumes() {
     sim.shard.handle_closed(sim.now, sub);
     let (publisher, _) = sim.connect("pub", true);
     for n in 1..=3 {
-        sim.send(publisher, &publish("t", &n.to_string(), QoS::AtLeastOnce, false, Some(n)));
+        sim.send(
+            publisher,
+            &publish("t", &n.to_string(), QoS::AtLeastOnce, false, Some(n)),
+        );
     }
-    sim.send(publisher, &publish("t", "qos0", QoS::AtMostOnce, false, None));
-    assert_eq!(sim.shard.stats().publish_dropped, 2, "one over the queue limit, one QoS 0");
+    sim.send(
+        publisher,
+        &publish("t", "qos0", QoS::AtMostOnce, false, None),
+    );
+    assert_eq!(
+        sim.shard.stats().publish_dropped,
+        2,
+        "one over the queue limit, one QoS 0"
+    );
     let (again, ack) = sim.connect("sub", false);
     assert!(ack.session_present);
     let (packets, _) = sim.recv(again);
@@ -368,7 +468,10 @@ fn unacknowledged_messages_are_resent_with_dup_on_resume() {
     sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
     sim.recv(sub);
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("t", "x", QoS::AtLeastOnce, false, Some(1)));
+    sim.send(
+        publisher,
+        &publish("t", "x", QoS::AtLeastOnce, false, Some(1)),
+    );
     let (packets, _) = sim.recv(sub);
     let first = publishes(&packets)[0].clone();
     sim.shard.handle_closed(sim.now, sub);
@@ -388,8 +491,14 @@ fn clean_session_discards_the_old_session() {
     let (again, ack) = sim.connect("sub", true);
     assert!(!ack.session_present);
     let (publisher, _) = sim.connect("pub", true);
-    sim.send(publisher, &publish("t", "x", QoS::AtLeastOnce, false, Some(1)));
-    assert!(publishes(&sim.recv(again).0).is_empty(), "old subscription is gone");
+    sim.send(
+        publisher,
+        &publish("t", "x", QoS::AtLeastOnce, false, Some(1)),
+    );
+    assert!(
+        publishes(&sim.recv(again).0).is_empty(),
+        "old subscription is gone"
+    );
 }
 
 #[test]
@@ -416,7 +525,10 @@ fn unsubscribe_stops_delivery() {
 fn invalid_filter_gets_a_failure_code() {
     let mut sim = Sim::new(Limits::default());
     let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("a/#/b", QoS::AtMostOnce), ("ok", QoS::AtLeastOnce)]));
+    sim.send(
+        sub,
+        &subscribe(1, &[("a/#/b", QoS::AtMostOnce), ("ok", QoS::AtLeastOnce)]),
+    );
     let (packets, _) = sim.recv(sub);
     match &packets[..] {
         [Packet::SubAck(s)] => {
@@ -446,7 +558,10 @@ fn malformed_remaining_length_closes_and_is_counted() {
 
 #[test]
 fn oversize_packet_is_refused_from_its_header() {
-    let limits = Limits { packet_size_max: 1024, ..Limits::default() };
+    let limits = Limits {
+        packet_size_max: 1024,
+        ..Limits::default()
+    };
     let mut sim = Sim::new(limits);
     let (id, _) = sim.connect("big", true);
     // PUBLISH claiming 1 MiB of body; only the header is sent.
@@ -459,7 +574,10 @@ fn unsupported_protocol_level_gets_connack_1() {
     let mut sim = Sim::new(Limits::default());
     let id = sim.open();
     // CONNECT, protocol "MQTT" level 9.
-    sim.send_raw(id, &[0x10, 0x0C, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 0, 0, 0]);
+    sim.send_raw(
+        id,
+        &[0x10, 0x0C, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 0, 0, 0],
+    );
     let (packets, closing) = sim.recv(id);
     assert!(matches!(&packets[..], [Packet::ConnAck(a)] if a.code.to_v3_connack() == 0x01));
     assert!(closing);
@@ -470,11 +588,22 @@ fn sys_tree_is_published_on_tick() {
     let now = Instant::now();
     let mut shard = Shard::new(now, Limits::default(), 10);
     shard.handle_tick(now);
-    let mut sim = Sim { shard, now };
+    let mut sim = Sim {
+        shard,
+        now,
+        leftover: Vec::new(),
+    };
     let (sub, _) = sim.connect("sys", true);
-    sim.send(sub, &subscribe(1, &[("$SYS/broker/clients/connected", QoS::AtMostOnce)]));
+    sim.send(
+        sub,
+        &subscribe(1, &[("$SYS/broker/clients/connected", QoS::AtMostOnce)]),
+    );
     let (packets, _) = sim.recv(sub);
-    assert_eq!(publishes(&packets).len(), 1, "retained $SYS value on subscribe");
+    assert_eq!(
+        publishes(&packets).len(),
+        1,
+        "retained $SYS value on subscribe"
+    );
     sim.advance(Duration::from_secs(10));
     let (packets, _) = sim.recv(sub);
     assert_eq!(&publishes(&packets)[0].payload[..], b"1");
@@ -485,7 +614,11 @@ fn hash_subscription_does_not_see_sys() {
     let now = Instant::now();
     let mut shard = Shard::new(now, Limits::default(), 10);
     shard.handle_tick(now);
-    let mut sim = Sim { shard, now };
+    let mut sim = Sim {
+        shard,
+        now,
+        leftover: Vec::new(),
+    };
     let (sub, _) = sim.connect("all", true);
     sim.send(sub, &subscribe(1, &[("#", QoS::AtMostOnce)]));
     let (packets, _) = sim.recv(sub);
@@ -494,7 +627,10 @@ fn hash_subscription_does_not_see_sys() {
 
 #[test]
 fn connections_max_refuses_the_next_connection() {
-    let limits = Limits { connections_max: 1, ..Limits::default() };
+    let limits = Limits {
+        connections_max: 1,
+        ..Limits::default()
+    };
     let mut sim = Sim::new(limits);
     sim.open();
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
