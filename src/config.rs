@@ -48,6 +48,15 @@ pub struct Limits {
     /// Bytes a connection may read into its buffer per read operation once it is busy. Idle
     /// connections read into a much smaller buffer; see `shard::driver`.
     pub read_buffer_bytes: u32,
+    /// Messages each shard-to-shard ring holds. A full ring leaves messages in the sender's
+    /// local backlog.
+    pub mesh_ring_capacity: u32,
+    /// Messages a shard may hold in its local mesh backlog. Beyond it the shard stops reading
+    /// from its connections until the backlog drains (so QoS 1/2 is never dropped), and QoS 0
+    /// messages for other shards are dropped and counted.
+    pub mesh_backlog_max: u32,
+    /// Messages a shard takes from the mesh per tick before it serves its sockets again.
+    pub mesh_batch_max: u32,
 }
 
 impl Default for Limits {
@@ -63,6 +72,9 @@ impl Default for Limits {
             retained_messages_max: 1_000_000,
             client_id_len_max: 65_535,
             read_buffer_bytes: 16 * 1024,
+            mesh_ring_capacity: 4096,
+            mesh_backlog_max: 65_536,
+            mesh_batch_max: 1024,
         }
     }
 }
@@ -83,6 +95,9 @@ impl Limits {
                 self.subscriptions_per_session_max as u64,
             ),
             ("limits.client_id_len_max", self.client_id_len_max as u64),
+            ("limits.mesh_ring_capacity", self.mesh_ring_capacity as u64),
+            ("limits.mesh_backlog_max", self.mesh_backlog_max as u64),
+            ("limits.mesh_batch_max", self.mesh_batch_max as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -123,8 +138,14 @@ pub enum IoBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listeners: Vec<SocketAddr>,
-    /// Shard threads; each owns one core's share of the connections.
+    /// Shard threads; each owns one core's share of the connections. Default: the CPUs this
+    /// process may run on.
     pub shards: usize,
+    /// Pin shard i to the i-th CPU this process may run on.
+    pub pin_cores: bool,
+    /// Tests and debugging: each shard also listens on its own port on 127.0.0.1, so that a
+    /// client can pick its shard (`Broker::shard_addrs`). Off in production.
+    pub shard_listeners: bool,
     pub io: IoBackend,
     /// `tracing` filter, e.g. `info` or `ringmq=debug`.
     pub log_level: String,
@@ -137,7 +158,9 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
-            shards: 1,
+            shards: available_cpus(),
+            pin_cores: false,
+            shard_listeners: false,
             io: IoBackend::Auto,
             log_level: "info".into(),
             sys_interval_s: 10,
@@ -152,6 +175,7 @@ impl Default for Config {
 struct FileConfig {
     listen: Option<Vec<String>>,
     shards: Option<usize>,
+    pin_cores: Option<bool>,
     io: Option<IoBackend>,
     log_level: Option<String>,
     sys_interval_s: Option<u32>,
@@ -172,9 +196,12 @@ pub struct Cli {
     /// Address to listen on, ADDR:PORT; repeat for several. Default 127.0.0.1:1883.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
-    /// Number of shard threads.
+    /// Number of shard threads (default: the CPUs available to the process).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Pin shard i to CPU i (of those available to the process).
+    #[arg(long)]
+    pub pin_cores: bool,
     /// I/O backend: auto picks io_uring and falls back to epoll when it is blocked.
     #[arg(long, value_enum)]
     pub io: Option<IoBackend>,
@@ -215,6 +242,9 @@ impl Config {
         if let Some(io) = cli.io {
             config.io = io;
         }
+        if cli.pin_cores {
+            config.pin_cores = true;
+        }
         if let Some(level) = &cli.log_level {
             config.log_level = level.clone();
         }
@@ -252,6 +282,9 @@ impl Config {
         if let Some(shards) = file.shards {
             self.shards = shards;
         }
+        if let Some(pin) = file.pin_cores {
+            self.pin_cores = pin;
+        }
         if let Some(io) = file.io {
             self.io = io;
         }
@@ -272,18 +305,24 @@ impl Config {
                 why: "no address given".into(),
             });
         }
-        if self.shards != 1 {
-            // One shard until the thread-per-core runtime lands; refuse rather than ignore.
+        if self.shards == 0 || self.shards > SHARDS_MAX {
             return Err(ConfigError::Invalid {
                 key: "shards",
-                why: format!(
-                    "{} shards requested; this build runs exactly 1",
-                    self.shards
-                ),
+                why: format!("{} is not between 1 and {SHARDS_MAX}", self.shards),
             });
         }
         self.limits.validate()
     }
+}
+
+/// Most shards a broker runs: the mesh has N x N rings, so this bounds its memory too.
+pub const SHARDS_MAX: usize = 1024;
+
+/// CPUs this process may run on (respects affinity masks and cgroup quotas).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn parse_listeners(key: &'static str, values: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {

@@ -1,7 +1,7 @@
 //! Start-up and shutdown: picks the I/O backend, binds listeners, starts the shard threads,
 //! waits for SIGINT/SIGTERM, and stops everything in order.
 //!
-//! Owns threads and signals. Does not own any MQTT behaviour: that is `shard` and below.
+//! Owns threads, listeners, core pinning and signals. Does not own any MQTT behaviour: that is `shard` and below.
 //!
 //! Shutdown order: stop accepting, close every connection (5.0 clients get DISCONNECT 0x8B),
 //! flush, wait up to `driver::SHUTDOWN_GRACE`, then join the shard threads.
@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::config::{Config, IoBackend};
+use crate::mesh::{Endpoint, ShardMessage};
 use crate::shard::driver::{epoll, uring, Driver};
 use crate::shard::Shard;
 
@@ -32,6 +33,8 @@ pub enum Backend {
 #[derive(Debug)]
 pub struct Broker {
     local_addrs: Vec<SocketAddr>,
+    /// With `Config::shard_listeners`: shard i's own address.
+    shard_addrs: Vec<SocketAddr>,
     backend: Backend,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -41,6 +44,12 @@ impl Broker {
     /// The bound addresses, in `Config::listeners` order (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Shard i's own listening address (only with `Config::shard_listeners`), for tests that
+    /// place connections on chosen shards.
+    pub fn shard_addrs(&self) -> &[SocketAddr] {
+        &self.shard_addrs
     }
 
     pub fn backend(&self) -> Backend {
@@ -96,32 +105,71 @@ fn probe_uring() -> io::Result<()> {
 /// Binds the listeners and starts the shards. Returns once every shard is serving.
 pub fn start(config: Config) -> io::Result<Broker> {
     let backend = select_backend(config.io)?;
-    let mut listeners = Vec::with_capacity(config.listeners.len());
-    for addr in &config.listeners {
-        listeners.push(bind(*addr)?);
+    let shards = config.shards;
+    let (mut per_shard, local_addrs) = bind_all(&config)?;
+    let mut shard_addrs = Vec::new();
+    if config.shard_listeners {
+        for listeners in &mut per_shard {
+            let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            shard_addrs.push(listener.local_addr()?);
+            listeners.push(listener);
+        }
     }
-    let local_addrs = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<io::Result<Vec<_>>>()?;
+    let endpoints = crate::mesh::build(shards, config.limits.mesh_ring_capacity as usize);
+    let cores = if config.pin_cores {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("ringmq-shard-0".into())
-        .spawn(move || {
-            run_shard(config, listeners, backend, stop_rx, ready_tx);
-        })?;
-    // The shard signals once its listeners are registered with its runtime.
-    ready_rx
-        .recv()
-        .map_err(|_| io::Error::other("shard thread exited during start-up"))?;
-    tracing::info!(?backend, addrs = ?local_addrs, "RingMQ {} serving", crate::VERSION);
+    let mut threads = Vec::with_capacity(shards);
+    for (index, (endpoint, listeners)) in endpoints.into_iter().zip(per_shard).enumerate() {
+        let shard = ShardStart {
+            config: config.clone(),
+            listeners,
+            endpoint,
+            backend,
+            core: cores.get(index % cores.len().max(1)).copied(),
+        };
+        let (stop_rx, ready_tx) = (stop_rx.clone(), ready_tx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("ringmq-shard-{index}"))
+            .spawn(move || run_shard(shard, stop_rx, ready_tx))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        // Each shard signals once its listeners are registered with its runtime.
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("a shard thread exited during start-up"))?;
+    }
+    tracing::info!(?backend, shards, addrs = ?local_addrs, "RingMQ {} serving", crate::VERSION);
     Ok(Broker {
         local_addrs,
+        shard_addrs,
         backend,
         stop,
-        threads: vec![thread],
+        threads,
     })
+}
+
+/// One listening socket per configured address per shard, all on the same port (SO_REUSEPORT
+/// lets the kernel spread accepts). Port 0 is resolved by the first bind.
+fn bind_all(config: &Config) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..config.shards).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::with_capacity(config.listeners.len());
+    for addr in &config.listeners {
+        let first = bind(*addr)?;
+        let actual = first.local_addr()?;
+        per_shard[0].push(first);
+        for listeners in per_shard.iter_mut().skip(1) {
+            listeners.push(bind(actual)?);
+        }
+        local_addrs.push(actual);
+    }
+    Ok((per_shard, local_addrs))
 }
 
 /// Starts the broker and runs it until SIGINT or SIGTERM.
@@ -164,14 +212,34 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn run_shard(
+/// What a shard thread starts with.
+struct ShardStart {
     config: Config,
     listeners: Vec<TcpListener>,
+    endpoint: Endpoint<ShardMessage>,
     backend: Backend,
-    stop: watch::Receiver<bool>,
-    ready: std::sync::mpsc::Sender<()>,
-) {
-    let shard = Shard::new(Instant::now(), config.limits.clone(), config.sys_interval_s);
+    core: Option<core_affinity::CoreId>,
+}
+
+fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<()>) {
+    if let Some(core) = start.core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(core = core.id, "could not pin shard thread");
+        }
+    }
+    let ShardStart {
+        config,
+        listeners,
+        endpoint,
+        backend,
+        ..
+    } = start;
+    let shard = Shard::new(
+        Instant::now(),
+        endpoint,
+        config.limits.clone(),
+        config.sys_interval_s,
+    );
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);
@@ -221,6 +289,7 @@ async fn serve<S: crate::shard::driver::Stream>(
 ) {
     tokio::task::spawn_local(driver.clone().flusher());
     tokio::task::spawn_local(driver.clone().ticker());
+    tokio::task::spawn_local(driver.clone().mesh_pump());
     let _ = ready.send(());
     driver.clone().wait_for_stop(stop).await;
     // An accept has no buffer for the kernel to own, so aborting it is safe.

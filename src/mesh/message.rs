@@ -17,10 +17,21 @@ pub struct ConnRef {
     pub conn: u64,
 }
 
+/// What the claimant of a client id gets from the shard that held its session.
+#[derive(Debug)]
+pub enum Handoff {
+    /// No session to resume: start a new one.
+    Fresh,
+    /// The session stays where it is: the claimant is the shard that already holds it.
+    Kept,
+    /// The session, moved from another shard (its connection already closed).
+    Moved(Box<Session>),
+}
+
 /// The counters shard 0 aggregates into `$SYS`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    pub stats: crate::shard::Stats,
+    pub stats: crate::metrics::Stats,
     pub sessions: u64,
     pub subscriptions: u64,
 }
@@ -31,21 +42,48 @@ pub enum ShardMessage {
     /// A published message. `deliver`: the receiver has matching subscribers; a retained
     /// message is also sent to every other shard with `deliver == false`, to update its copy of
     /// the retained store.
-    Publish { message: Arc<Message>, deliver: bool },
+    Publish {
+        message: Arc<Message>,
+        deliver: bool,
+    },
     /// The sender gained (`add`) or lost its first/last local subscription with this filter.
     /// Numbered so that the sender knows when every peer has seen it.
-    Interest { filter: TopicFilter, add: bool, seq: u64 },
+    Interest {
+        filter: TopicFilter,
+        add: bool,
+        seq: u64,
+    },
     /// The receiver has applied the sender's interest updates up to `seq`.
     InterestAck { seq: u64 },
     /// To the client id's home shard: `conn` sent CONNECT with this id.
-    Claim { client_id: ByteStr, conn: ConnRef, clean_start: bool },
+    Claim {
+        client_id: ByteStr,
+        conn: ConnRef,
+        clean_start: bool,
+    },
     /// From the home shard to the shard holding the session: hand it to `conn` (or discard it
     /// if `clean_start`), closing its current connection as a take-over.
-    Evict { client_id: ByteStr, conn: ConnRef, clean_start: bool },
-    /// To the claiming shard: proceed with CONNECT; `session` is the resumed session, if any.
-    Granted { client_id: ByteStr, conn: u64, session: Option<Box<Session>> },
+    Evict {
+        client_id: ByteStr,
+        conn: ConnRef,
+        clean_start: bool,
+    },
+    /// To the claiming shard: proceed with CONNECT.
+    Granted {
+        client_id: ByteStr,
+        conn: u64,
+        handoff: Handoff,
+    },
+    /// To the home shard: a claim is done; the sender now holds the session (or none).
+    Settled {
+        client_id: ByteStr,
+        holds_session: bool,
+    },
     /// To the home shard: the sender no longer holds a session for this id.
     Released { client_id: ByteStr },
     /// To shard 0, every `$SYS` interval.
-    Stats { from: ShardId, snapshot: Box<StatsSnapshot> },
+    Stats {
+        from: ShardId,
+        snapshot: Box<StatsSnapshot>,
+    },
 }

@@ -86,18 +86,26 @@ pub struct Endpoint<T> {
 
 /// Builds the mesh for `shards` shards with rings of `ring_capacity` messages each.
 pub fn build<T>(shards: usize, ring_capacity: usize) -> Vec<Endpoint<T>> {
-    assert!(shards >= 1 && shards <= usize::from(u16::MAX), "shard count out of range");
+    assert!(
+        shards >= 1 && shards <= usize::from(u16::MAX),
+        "shard count out of range"
+    );
     assert!(ring_capacity >= 1, "a ring needs room for one message");
     let doorbells: Arc<[Doorbell]> = (0..shards).map(|_| Doorbell::default()).collect();
-    let mut outboxes: Vec<Vec<Option<Outbox<T>>>> =
-        (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
-    let mut inboxes: Vec<Vec<Option<rtrb::Consumer<T>>>> =
-        (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
+    let mut outboxes: Vec<Vec<Option<Outbox<T>>>> = (0..shards)
+        .map(|_| (0..shards).map(|_| None).collect())
+        .collect();
+    let mut inboxes: Vec<Vec<Option<rtrb::Consumer<T>>>> = (0..shards)
+        .map(|_| (0..shards).map(|_| None).collect())
+        .collect();
     for from in 0..shards {
         for to in 0..shards {
             if from != to {
                 let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity);
-                outboxes[from][to] = Some(Outbox { producer, pending: VecDeque::new() });
+                outboxes[from][to] = Some(Outbox {
+                    producer,
+                    pending: VecDeque::new(),
+                });
                 inboxes[to][from] = Some(consumer);
             }
         }
@@ -136,7 +144,9 @@ impl<T> Endpoint<T> {
 
     /// Queues `message` for `to`. Nothing crosses threads until [`Endpoint::flush`].
     pub fn send(&mut self, to: ShardId, message: T) {
-        let outbox = self.outboxes[to.index()].as_mut().expect("a shard never sends to itself");
+        let outbox = self.outboxes[to.index()]
+            .as_mut()
+            .expect("a shard never sends to itself");
         outbox.pending.push_back(message);
     }
 
@@ -166,7 +176,11 @@ impl<T> Endpoint<T> {
 
     /// Messages waiting locally for room in some ring (the backpressure signal).
     pub fn backlog(&self) -> usize {
-        self.outboxes.iter().flatten().map(|o| o.pending.len()).sum()
+        self.outboxes
+            .iter()
+            .flatten()
+            .map(|o| o.pending.len())
+            .sum()
     }
 
     /// Pops at most `max` messages, round-robin over the peers, into `f`. Returns the count.
@@ -225,8 +239,16 @@ mod tests {
         assert_eq!(b.flush(), 0);
         let mut got = Vec::new();
         c.drain(100, |from, m| got.push((from.0, m)));
-        let from_a: Vec<u32> = got.iter().filter(|(f, _)| *f == 0).map(|(_, m)| *m).collect();
-        let from_b: Vec<u32> = got.iter().filter(|(f, _)| *f == 1).map(|(_, m)| *m).collect();
+        let from_a: Vec<u32> = got
+            .iter()
+            .filter(|(f, _)| *f == 0)
+            .map(|(_, m)| *m)
+            .collect();
+        let from_b: Vec<u32> = got
+            .iter()
+            .filter(|(f, _)| *f == 1)
+            .map(|(_, m)| *m)
+            .collect();
         assert_eq!(from_a, vec![0, 1, 2]);
         assert_eq!(from_b, vec![100, 101, 102]);
     }
@@ -278,7 +300,10 @@ mod tests {
         let mut b = mesh.pop().expect("two endpoints");
         let mut a = mesh.pop().expect("two endpoints");
         let consumer = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
             rt.block_on(async {
                 let mut got = Vec::new();
                 let bells = b.doorbells();

@@ -1,11 +1,19 @@
-//! Connection lifecycle on a shard: CONNECT, take-over, session resume, and every way a
-//! connection ends (with or without its will).
+//! Connection lifecycle on a shard: CONNECT, the client-id claim (take-over and session resume,
+//! possibly across shards), and every way a connection ends (with or without its will).
+//!
+//! A valid CONNECT parks its connection in `AwaitingSession` and sends `Claim` to the client
+//! id's home shard (`peer.rs` serialises claims per id). The holder of the old session closes
+//! the old connection and answers the claimant with `Granted`; only then is CONNACK written.
+//! When home, holder and claimant are all this shard, the same messages are handled by direct
+//! calls, so one shard and many shards run one code path.
 
 use std::time::Instant;
 
 use crate::codec::{
-    ConnAck, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
+    ByteStr, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
+    ReasonCode,
 };
+use crate::mesh::{ConnRef, Handoff, ShardMessage};
 use crate::session::{
     validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Session,
 };
@@ -29,7 +37,7 @@ impl Shard {
             ConnState::Attached { session, .. } => {
                 self.handle_session_packet(now, id, session, packet)
             }
-            ConnState::Closing => {}
+            ConnState::AwaitingSession { .. } | ConnState::Closing => {}
         }
     }
 
@@ -43,10 +51,10 @@ impl Shard {
         let mut actions = std::mem::take(&mut self.actions);
         let conn = &mut self.conns[id.index as usize];
         let entry = &mut self.sessions[key.0 as usize];
-        let result =
-            entry
-                .session
-                .handle_packet(now, packet, &mut conn.out, &mut actions, &self.limits);
+        let limits = &self.limits;
+        let result = entry
+            .session
+            .handle_packet(now, packet, &mut conn.out, &mut actions, limits);
         if !conn.out.is_empty() {
             self.mark_dirty(id);
         }
@@ -65,8 +73,8 @@ impl Shard {
         self.actions = actions;
         if let Err(violation) = result {
             self.stats.protocol_errors += 1;
-            tracing::info!(client_id = %self.sessions[key.0 as usize].session.client_id(),
-                why = violation.why, "closing connection: protocol violation");
+            let client_id = self.sessions[key.0 as usize].session.client_id();
+            tracing::info!(%client_id, why = violation.why, "closing connection: protocol violation");
             self.end_connection(now, id, End::Violation(violation.code));
         }
     }
@@ -77,7 +85,7 @@ impl Shard {
             return;
         };
         if let (ConnState::AwaitingConnect { .. }, DecodeError::UnsupportedProtocolLevel(_)) =
-            (conn.state, &error)
+            (&conn.state, &error)
         {
             // [MQTT-3.1.2-2]: CONNACK 0x01 (unacceptable protocol level), then close. Sent in
             // 3.1.1 form, which every level's client can read.
@@ -97,14 +105,13 @@ impl Shard {
         self.end_connection(now, id, End::Violation(error.reason_code()));
     }
 
-    fn handle_connect(&mut self, now: Instant, id: ConnectionId, connect: crate::codec::Connect) {
+    fn handle_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
         let params = match validate_connect(connect, &self.limits, &mut self.ids) {
             Ok(params) => params,
             Err(refused) => return self.refuse(now, id, refused),
         };
-        let existing = self.clients.get(&params.client_id).copied();
-        if existing.is_none() && self.sessions.len() >= self.limits.sessions_max as usize {
-            self.stats.connections_refused += 1;
+        let local = self.clients.contains_key(&params.client_id);
+        if !local && self.sessions.len() >= self.limits.sessions_max as usize {
             let refused = ConnectRefused {
                 code: Some(ReasonCode::QUOTA_EXCEEDED),
                 version: params.version,
@@ -112,58 +119,25 @@ impl Shard {
             };
             return self.refuse(now, id, refused);
         }
-        let (key, session_present) = match existing {
-            Some(key) => self.take_over(now, key, &params),
-            None => self.fresh_session(&params),
+        let client_id = params.client_id.clone();
+        let clean_start = params.clean_start;
+        self.conns[id.index as usize].state = ConnState::AwaitingSession {
+            params: Box::new(params),
         };
-        let conn = &mut self.conns[id.index as usize];
-        conn.state = ConnState::Attached {
-            session: key,
-            version: params.version,
+        let conn = ConnRef {
+            shard: self.id,
+            conn: id.to_u64(),
         };
-        let entry = &mut self.sessions[key.0 as usize];
-        entry.conn = Some(id);
-        entry
-            .session
-            .attach(now, &params, session_present, &mut conn.out, &self.limits);
-        self.stats.clients_connected += 1;
-        tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
-            version = params.version.level(), session_present, "client connected");
-        self.mark_dirty(id);
-    }
-
-    /// The client id already has a session: close its connection if it has one (will
-    /// published, [MQTT-3.1.4-2]), then keep or discard the session by Clean Start.
-    fn take_over(
-        &mut self,
-        now: Instant,
-        key: SessionKey,
-        params: &ConnectParams,
-    ) -> (SessionKey, bool) {
-        if let Some(old) = self.sessions[key.0 as usize].conn {
-            self.stats.takeovers += 1;
-            self.end_connection(now, old, End::TakenOver);
-        }
-        // The old connection's end may have discarded a clean session: look again.
-        match self.clients.get(&params.client_id).copied() {
-            Some(key) if !params.clean_start => (key, true),
-            Some(key) => {
-                // [MQTT-3.1.2-6]: Clean Session 1 discards any previous session.
-                self.discard_session(key);
-                self.fresh_session(params)
-            }
-            None => self.fresh_session(params),
-        }
-    }
-
-    fn fresh_session(&mut self, params: &ConnectParams) -> (SessionKey, bool) {
-        let session = Session::new(params.client_id.clone(), !params.clean_start);
-        let key = SessionKey(self.sessions.insert(SessionEntry {
-            session,
-            conn: None,
-        }) as u32);
-        self.clients.insert(params.client_id.clone(), key);
-        (key, false)
+        let home = self.peers.home_of(&client_id);
+        self.send_to(
+            now,
+            home,
+            ShardMessage::Claim {
+                client_id,
+                conn,
+                clean_start,
+            },
+        );
     }
 
     fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
@@ -176,6 +150,157 @@ impl Shard {
             write_packet(&mut conn.out, refused.version, &Packet::ConnAck(connack));
         }
         self.end_connection(now, id, End::Refused);
+    }
+
+    /// On the shard holding `client_id`'s session: close its connection (a take-over, so the
+    /// will is published [MQTT-3.1.4-2]) and hand the session to the claimant, or discard it
+    /// for a clean start [MQTT-3.1.2-4].
+    pub(super) fn on_evict(
+        &mut self,
+        now: Instant,
+        client_id: ByteStr,
+        claimant: ConnRef,
+        clean_start: bool,
+    ) {
+        if let Some(old) = self
+            .clients
+            .get(&client_id)
+            .and_then(|k| self.sessions[k.0 as usize].conn)
+        {
+            self.stats.takeovers += 1;
+            self.end_connection(now, old, End::TakenOver);
+        }
+        // Ending the old connection may have discarded a non-persistent session: look again.
+        let handoff = match self.clients.get(&client_id).copied() {
+            None => Handoff::Fresh,
+            Some(key) if clean_start => {
+                self.discard_session(now, key);
+                Handoff::Fresh
+            }
+            Some(_) if claimant.shard == self.id => Handoff::Kept,
+            Some(key) => Handoff::Moved(Box::new(self.drop_session(key))),
+        };
+        let granted = ShardMessage::Granted {
+            client_id,
+            conn: claimant.conn,
+            handoff,
+        };
+        self.send_to(now, claimant.shard, granted);
+    }
+
+    /// On the claimant: the session is ours. Attach it and write CONNACK, or keep it offline if
+    /// the connection went away while we waited.
+    pub(super) fn on_granted(
+        &mut self,
+        now: Instant,
+        client_id: ByteStr,
+        conn: u64,
+        handoff: Handoff,
+    ) {
+        let id = super::ConnectionId::from_u64(conn);
+        let params = match self.conn_mut(id) {
+            Some(conn) if matches!(conn.state, ConnState::AwaitingSession { .. }) => {
+                match std::mem::replace(&mut conn.state, ConnState::Closing) {
+                    ConnState::AwaitingSession { params } => Some(params),
+                    _ => unreachable!("matched AwaitingSession above"),
+                }
+            }
+            _ => None,
+        };
+        let home = self.peers.home_of(&client_id);
+        let Some(params) = params else {
+            let holds_session = match handoff {
+                Handoff::Moved(session) => {
+                    self.adopt_session(*session);
+                    true
+                }
+                Handoff::Kept => self.clients.contains_key(&client_id),
+                Handoff::Fresh => false,
+            };
+            self.send_to(
+                now,
+                home,
+                ShardMessage::Settled {
+                    client_id,
+                    holds_session,
+                },
+            );
+            return;
+        };
+        let (key, session_present) = match handoff {
+            Handoff::Moved(session) if !params.clean_start => (self.adopt_session(*session), true),
+            Handoff::Kept if !params.clean_start => match self.clients.get(&client_id) {
+                Some(key) => (*key, true),
+                None => (self.new_session(&params), false),
+            },
+            _ => (self.new_session(&params), false),
+        };
+        self.attach(now, id, key, &params, session_present);
+        // A resumed session's subscriptions just became this shard's interest: hold CONNACK and
+        // what follows until every peer knows, so nothing published after CONNACK is missed.
+        self.hold_output(id);
+        self.send_to(
+            now,
+            home,
+            ShardMessage::Settled {
+                client_id,
+                holds_session: true,
+            },
+        );
+        self.peers.resume_input(id);
+    }
+
+    fn attach(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        key: SessionKey,
+        params: &ConnectParams,
+        session_present: bool,
+    ) {
+        let conn = &mut self.conns[id.index as usize];
+        conn.state = ConnState::Attached {
+            session: key,
+            version: params.version,
+        };
+        let entry = &mut self.sessions[key.0 as usize];
+        entry.conn = Some(id);
+        entry
+            .session
+            .attach(now, params, session_present, &mut conn.out, &self.limits);
+        self.stats.clients_connected += 1;
+        tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
+            version = params.version.level(), session_present, "client connected");
+        self.mark_dirty(id);
+    }
+
+    fn new_session(&mut self, params: &ConnectParams) -> SessionKey {
+        if let Some(key) = self.clients.get(&params.client_id).copied() {
+            // A clean start where the old session was kept here: drop it first.
+            self.drop_session(key);
+        }
+        let session = Session::new(params.client_id.clone(), !params.clean_start);
+        self.insert_session(session)
+    }
+
+    fn insert_session(&mut self, session: Session) -> SessionKey {
+        let client_id = session.client_id().clone();
+        let key = SessionKey(self.sessions.insert(SessionEntry {
+            session,
+            conn: None,
+        }) as u32);
+        self.clients.insert(client_id, key);
+        key
+    }
+
+    /// Takes in a session moved from another shard: its subscriptions join this shard's trie.
+    fn adopt_session(&mut self, session: Session) -> SessionKey {
+        let subscriptions: Vec<_> = session.subscriptions().cloned().collect();
+        let key = self.insert_session(session);
+        for subscription in subscriptions {
+            self.trie_insert(key, subscription.filter.filter(), subscription.options);
+        }
+        key
     }
 
     /// Ends a connection: detaches its session (publishing the will if the loss was
@@ -205,30 +330,39 @@ impl Shard {
             if end != End::Graceful {
                 if let Some(will) = will {
                     self.stats.wills_published += 1;
-                    let message = Message::from_will(will);
-                    self.publish(now, None, message);
+                    self.publish(now, None, Message::from_will(will));
                 }
             }
             if !persistent {
-                self.discard_session(key);
+                self.discard_session(now, key);
             }
         }
         self.mark_dirty(id);
     }
 
-    /// Forgets a session entirely: its subscriptions leave the trie and its id is free.
-    pub(super) fn discard_session(&mut self, key: SessionKey) {
+    /// Forgets a session entirely and tells the client id's home shard.
+    pub(super) fn discard_session(&mut self, now: Instant, key: SessionKey) {
+        let session = self.drop_session(key);
+        let client_id = session.client_id().clone();
+        let home = self.peers.home_of(&client_id);
+        self.send_to(now, home, ShardMessage::Released { client_id });
+    }
+
+    /// Removes a session from this shard (slab, client map and trie), to discard it or to move
+    /// it to another shard.
+    fn drop_session(&mut self, key: SessionKey) -> Session {
         let entry = self.sessions.remove(key.0 as usize);
         assert!(
             entry.conn.is_none(),
-            "discarding a session that still has a connection"
+            "removing a session that still has a connection"
         );
         for subscription in entry.session.subscriptions() {
-            self.trie.remove(subscription.filter.filter(), &key);
+            self.trie_remove(key, subscription.filter.filter());
         }
         if self.clients.get(entry.session.client_id()) == Some(&key) {
             self.clients.remove(entry.session.client_id());
         }
+        entry.session
     }
 }
 

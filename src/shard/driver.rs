@@ -25,7 +25,7 @@
 //! completes the reader's pending read with EOF. The reader then frees the connection. No
 //! in-flight io_uring operation is ever cancelled by dropping its future.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -70,12 +70,21 @@ pub struct Driver<S> {
     /// Full-size read buffers for reuse (io_uring) or the shared read buffer (epoll).
     pool: RefCell<Vec<Vec<u8>>>,
     read_buffer_bytes: usize,
+    /// Set while the mesh backlog is over `mesh_backlog_max`: readers post no new reads, so
+    /// QoS 1/2 messages for other shards wait in the client's socket instead of being dropped.
+    reads_paused: Cell<bool>,
+    reads_resumed: Notify,
+    mesh_backlog_max: usize,
 }
 
 impl<S: Stream> Driver<S> {
     pub fn new(shard: Shard) -> Rc<Driver<S>> {
         let read_buffer_bytes = shard.limits().read_buffer_bytes as usize;
+        let mesh_backlog_max = shard.limits().mesh_backlog_max as usize;
         Rc::new(Driver {
+            reads_paused: Cell::new(false),
+            reads_resumed: Notify::new(),
+            mesh_backlog_max,
             shard: RefCell::new(shard),
             handles: RefCell::new(AHashMap::new()),
             flush: Notify::new(),
@@ -132,12 +141,61 @@ impl<S: Stream> Driver<S> {
         self.read_buffer_bytes
     }
 
-    /// Starts a writer for every dirty connection that has none. Runs forever.
+    /// Waits while the mesh is backed up. Readers call it before posting each read.
+    pub async fn read_gate(&self) {
+        while self.reads_paused.get() {
+            self.reads_resumed.notified().await;
+        }
+    }
+
+    /// Pauses reads above `mesh_backlog_max` and resumes them below half of it.
+    fn update_read_gate(&self, backlog: usize) {
+        if backlog >= self.mesh_backlog_max {
+            self.reads_paused.set(true);
+        } else if self.reads_paused.get() && backlog < self.mesh_backlog_max / 2 {
+            self.reads_paused.set(false);
+            self.reads_resumed.notify_waiters();
+        }
+    }
+
+    /// Takes messages from the other shards, then pushes this shard's batch to them. Sleeps on
+    /// the doorbell when there is nothing to do. Runs forever.
+    pub async fn mesh_pump(self: Rc<Self>) {
+        let doorbells = self.shard.borrow().mesh_endpoint().doorbells();
+        let me = self.shard.borrow().id().index();
+        let batch_max = self.shard.borrow().limits().mesh_batch_max as usize;
+        loop {
+            let (taken, backlog) = {
+                let mut shard = self.shard.borrow_mut();
+                let taken = shard.handle_mesh(Instant::now());
+                (taken, shard.flush_mesh())
+            };
+            self.update_read_gate(backlog);
+            self.flush.notify_one();
+            if backlog > 0 {
+                // A peer's ring is full: give it time to drain rather than spin.
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            } else if taken >= batch_max {
+                // More may be waiting; let the sockets have a turn first.
+                tokio::task::yield_now().await;
+            } else if self.shard.borrow().mesh_endpoint().prepare_sleep() {
+                doorbells[me].sleep().await;
+            }
+        }
+    }
+
+    /// Starts a writer for every dirty connection that has none, and pushes the tick's mesh
+    /// messages. Runs forever.
     pub async fn flusher(self: Rc<Self>) {
         let mut dirty = Vec::new();
         loop {
             self.flush.notified().await;
-            self.shard.borrow_mut().drain_dirty(&mut dirty);
+            let backlog = {
+                let mut shard = self.shard.borrow_mut();
+                shard.drain_dirty(&mut dirty);
+                shard.flush_mesh()
+            };
+            self.update_read_gate(backlog);
             for id in dirty.drain(..) {
                 let mut handles = self.handles.borrow_mut();
                 let Some(handle) = handles.get_mut(&id) else {
@@ -248,6 +306,7 @@ pub mod uring {
     ) {
         let mut busy = false;
         loop {
+            driver.read_gate().await;
             let buf = if busy {
                 driver.take_buffer()
             } else {
@@ -317,6 +376,7 @@ pub mod epoll {
         id: ConnectionId,
     ) {
         loop {
+            driver.read_gate().await;
             if stream.readable().await.is_err() {
                 break;
             }

@@ -1,25 +1,42 @@
-//! What one core owns: its connections, the sessions they attach to, the subscription trie and
-//! the retained store, all single-threaded by construction.
+//! What one core owns: its connections, the sessions they attach to, the subscription trie,
+//! its copy of the retained store, and its end of the mesh. Single-threaded by construction.
 //!
-//! [`Shard`] is sans-IO like the session below it: the driver feeds it bytes and events with
-//! `now` (`accept`, `handle_read`, `handle_closed`, `handle_tick`) and collects what to write
-//! and what to close (`drain_dirty`, `take_output`). Every await lives in [`driver`], so the
-//! whole broker logic runs in tests without a socket (see the tests at the end of `route.rs`).
+//! [`Shard`] is sans-IO like the session below it: the driver feeds it bytes, mesh messages and
+//! events with `now` (`accept`, `handle_read`, `handle_closed`, `handle_mesh`, `handle_tick`)
+//! and collects what to write and what to close (`drain_dirty`, `take_output`). Every await
+//! lives in [`driver`], so the whole broker, several shards included, runs in tests without a
+//! socket or a thread (see `tests.rs` and `tests_mesh.rs`).
 //!
 //! Two slabs, two nouns: a *connection* ([`ConnectionId`]) is a transport, a *session*
 //! ([`SessionKey`]) is MQTT state that may outlive it. The trie maps filters to session keys,
 //! so a persistent session keeps receiving (queueing) while offline.
 //!
+//! # Across shards (`peer.rs`)
+//! - **Publish.** A message is delivered to local subscribers and forwarded once to each other
+//!   shard whose *interest summary* matches it. Each shard tells the others when it gains its
+//!   first or loses its last subscription to a filter; they keep those filters in a small
+//!   trie keyed by shard. A subscriber's SUBACK is held back until every peer has acknowledged
+//!   the interest, so a publish that follows a SUBACK always finds it.
+//! - **Retained.** Every shard keeps a full copy; retained publishes go to every shard.
+//! - **Client ids.** Each id has a *home* shard (a hash of the id) that records which shard
+//!   holds its session. A CONNECT asks the home shard; the home shard asks the holder to close
+//!   the old connection (take-over, will published) and hand the session over, or discard it
+//!   for a clean start. The CONNACK waits for that answer.
+//! - **`$SYS`.** Shards send their counters to shard 0, which publishes the sums.
+//!
 //! Flushing is batched: writing to a connection only marks it dirty; the driver drains the
 //! dirty list once per tick and issues one write per connection for everything encoded since.
+//! Mesh sends are batched the same way and pushed once per tick.
 
 mod connect;
 pub mod driver;
+mod peer;
 mod route;
-mod stats;
 mod sys;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mesh;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -30,10 +47,11 @@ use slab::Slab;
 
 use crate::codec::{self, ByteStr, Decoded, ProtocolVersion, SubscriptionOptions};
 use crate::config::Limits;
-use crate::session::{Action, ClientIdGenerator, Message, Outbox, Session};
-use crate::topic::{RetainedStore, SubscriptionTrie};
+use crate::mesh::{Endpoint, ShardId, ShardMessage, StatsSnapshot};
+use crate::session::{Action, ClientIdGenerator, ConnectParams, Message, Outbox, Session};
+use crate::topic::{RetainedStore, SubscriptionTrie, TopicFilter};
 
-pub use stats::Stats;
+pub use crate::metrics::Stats;
 
 /// A connection slot plus the generation that was in it, so that a late completion for a
 /// closed connection can never touch the connection that reused its slot.
@@ -41,6 +59,20 @@ pub use stats::Stats;
 pub struct ConnectionId {
     index: u32,
     generation: u32,
+}
+
+impl ConnectionId {
+    /// The opaque form other shards carry in [`crate::mesh::ConnRef`].
+    fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    fn from_u64(raw: u64) -> ConnectionId {
+        ConnectionId {
+            index: raw as u32,
+            generation: (raw >> 32) as u32,
+        }
+    }
 }
 
 /// A session's slot in the shard's session slab.
@@ -52,10 +84,13 @@ pub struct SessionKey(u32);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection is waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ConnState {
     /// Accepted; the first packet must be CONNECT [MQTT-3.1.0-1].
     AwaitingConnect { since: Instant },
+    /// CONNECT is valid; waiting for the client id's home shard to grant the session. Later
+    /// input stays buffered until then.
+    AwaitingSession { params: Box<ConnectParams> },
     /// CONNECT accepted and bound to a session.
     Attached {
         session: SessionKey,
@@ -76,6 +111,8 @@ struct Conn {
     out: Outbox,
     /// Already in the dirty list; avoids listing a connection twice per tick.
     dirty: bool,
+    /// Output is held until every peer has acknowledged interest update `hold_until`.
+    hold_until: u64,
     peer: SocketAddr,
 }
 
@@ -87,12 +124,12 @@ struct SessionEntry {
 }
 
 /// One shard's broker state.
-#[derive(Debug)]
 pub struct Shard {
+    id: ShardId,
     limits: Limits,
     conns: Slab<Conn>,
     sessions: Slab<SessionEntry>,
-    /// Client identifier to session; one session per client id [MQTT-3.1.4-2].
+    /// Client identifier to local session; one session per client id [MQTT-3.1.4-2].
     clients: AHashMap<ByteStr, SessionKey>,
     trie: SubscriptionTrie<SessionKey, SubscriptionOptions>,
     retained: RetainedStore<std::sync::Arc<Message>>,
@@ -106,11 +143,20 @@ pub struct Shard {
     /// Reused per publish: matched subscribers before deduplication.
     matches: Vec<(SessionKey, SubscriptionOptions)>,
     sys: sys::SysPublisher,
+    mesh: Endpoint<ShardMessage>,
+    peers: peer::Peers,
 }
 
 impl Shard {
-    pub fn new(now: Instant, limits: Limits, sys_interval_s: u32) -> Shard {
-        Shard {
+    pub fn new(
+        now: Instant,
+        mesh: Endpoint<ShardMessage>,
+        limits: Limits,
+        sys_interval_s: u32,
+    ) -> Shard {
+        let shards = mesh.shard_count();
+        let mut shard = Shard {
+            id: mesh.id(),
             limits,
             conns: Slab::new(),
             sessions: Slab::new(),
@@ -124,7 +170,23 @@ impl Shard {
             actions: Vec::new(),
             matches: Vec::new(),
             sys: sys::SysPublisher::new(now, sys_interval_s),
-        }
+            mesh,
+            peers: peer::Peers::new(shards),
+        };
+        shard.init_peers();
+        shard
+    }
+
+    /// A shard with no peers, for single-shard use and tests.
+    pub fn standalone(now: Instant, limits: Limits, sys_interval_s: u32) -> Shard {
+        let mesh = crate::mesh::build(1, 1)
+            .pop()
+            .expect("one endpoint for one shard");
+        Shard::new(now, mesh, limits, sys_interval_s)
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
     }
 
     pub fn stats(&self) -> &Stats {
@@ -150,6 +212,7 @@ impl Shard {
             read_buf: BytesMut::new(),
             out: Outbox::default(),
             dirty: false,
+            hold_until: 0,
             peer,
         });
         self.stats.connections_accepted += 1;
@@ -173,7 +236,6 @@ impl Shard {
 
     /// Feeds bytes read from a connection: decodes every complete packet and acts on it.
     pub fn handle_read(&mut self, now: Instant, id: ConnectionId, data: &[u8]) {
-        let packet_size_max = self.limits.packet_size_max;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -182,6 +244,12 @@ impl Shard {
         }
         conn.read_buf.extend_from_slice(data);
         self.stats.bytes_received += data.len() as u64;
+        self.process_input(now, id);
+    }
+
+    /// Decodes and handles buffered input until it runs out or the connection must wait.
+    fn process_input(&mut self, now: Instant, id: ConnectionId) {
+        let packet_size_max = self.limits.packet_size_max;
         loop {
             let Some(conn) = self.conn_mut(id) else {
                 return;
@@ -189,7 +257,7 @@ impl Shard {
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
-                ConnState::Closing => break,
+                ConnState::AwaitingSession { .. } | ConnState::Closing => break,
             };
             match codec::decode(&mut conn.read_buf, version, packet_size_max) {
                 Ok(Decoded::Packet(packet)) => {
@@ -250,7 +318,7 @@ impl Shard {
             self.end_connection(now, id, end);
         }
         if self.sys.due(now) {
-            self.publish_sys(now);
+            self.sys_tick(now);
         }
     }
 
@@ -284,11 +352,12 @@ impl Shard {
     /// The next chunk of output for a connection, and whether it should close once written.
     /// `None` output with `close == true` means: shut the socket now.
     pub fn take_output(&mut self, id: ConnectionId) -> (Option<Bytes>, bool) {
+        let acked = self.peers.acked();
         let Some(conn) = self.conn_mut(id) else {
             return (None, true);
         };
         let closing = conn.state == ConnState::Closing;
-        if conn.out.is_empty() {
+        if conn.out.is_empty() || (conn.hold_until > acked && !closing) {
             return (None, closing);
         }
         let packets = std::mem::take(&mut conn.out.packets);
@@ -312,6 +381,43 @@ impl Shard {
             if conn.generation == id.generation && !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Holds a connection's output until the peers acknowledge our latest interest update.
+    fn hold_output(&mut self, id: ConnectionId) {
+        let seq = self.peers.interest_seq();
+        if seq > self.peers.acked() {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.hold_until = seq;
+                self.peers.hold(id);
+            }
+        }
+    }
+
+    /// The counters `$SYS` reports for this shard.
+    fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            stats: self.stats.clone(),
+            sessions: self.sessions.len() as u64,
+            subscriptions: self.trie.len() as u64,
+        }
+    }
+
+    /// The local subscription count of `filter` changed by `delta`; tell the peers when it
+    /// becomes or stops being non-zero.
+    fn filter_refs_changed(&mut self, filter: &TopicFilter, delta: i32) {
+        if let Some((add, seq)) = self.peers.local_interest(filter, delta) {
+            for to in self.peers.others(self.id) {
+                self.mesh.send(
+                    to,
+                    ShardMessage::Interest {
+                        filter: filter.clone(),
+                        add,
+                        seq,
+                    },
+                );
             }
         }
     }

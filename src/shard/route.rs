@@ -5,20 +5,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::{RetainHandling, SubscriptionOptions};
+use crate::mesh::{ShardId, ShardMessage};
 use crate::session::{Delivery, Message};
-use crate::topic::SubscriptionFilter;
+use crate::topic::{SubscriptionFilter, TopicFilter};
 
 use super::{SessionKey, Shard};
 
 impl Shard {
-    /// Routes one message. `from` is the publishing session (`None` for wills and `$SYS`).
+    /// Routes one message published on this shard (by a client, a will or `$SYS`): to the
+    /// peers that want it, then to local subscribers. `from` is the publishing session.
     pub(super) fn publish(
         &mut self,
         _now: Instant,
         from: Option<SessionKey>,
         message: Arc<Message>,
     ) {
-        if from.is_some() && message.topic.as_str().starts_with("$SYS") {
+        if from.is_some() && message.topic.is_sys() && message.topic.as_str().starts_with("$SYS") {
             // `$SYS` is the broker's own namespace; clients may not write to it.
             self.stats.publish_dropped += 1;
             return;
@@ -26,8 +28,56 @@ impl Shard {
         if !message.topic.is_sys() {
             self.stats.publish_received += 1;
         }
+        self.forward(&message);
+        self.route_local(&message, true);
+    }
+
+    /// A message published on another shard: `deliver` when we have matching subscribers;
+    /// retained messages arrive either way to keep our copy of the store current.
+    pub(super) fn on_remote_publish(&mut self, message: Arc<Message>, deliver: bool) {
+        self.route_local(&message, deliver);
+    }
+
+    /// Sends `message` once to each peer with matching interest, and to every peer if it is
+    /// retained. Under mesh backpressure QoS 0 is dropped (counted); QoS 1/2 always queue and
+    /// the driver stops reading until the backlog drains.
+    fn forward(&mut self, message: &Arc<Message>) {
+        if self.peers.shard_count() == 1 {
+            return;
+        }
+        self.peers.match_remote(message.topic.as_str());
+        let congested = self.mesh.backlog() >= self.limits.mesh_backlog_max as usize;
+        for index in 0..self.peers.shard_count() {
+            let to = ShardId(index as u16);
+            if to == self.id {
+                continue;
+            }
+            let deliver = self.peers.is_target(to);
+            if !deliver && !message.retain {
+                continue;
+            }
+            if congested && message.qos == crate::codec::QoS::AtMostOnce {
+                self.stats.mesh_dropped_qos0 += 1;
+                continue;
+            }
+            self.mesh.send(
+                to,
+                ShardMessage::Publish {
+                    message: message.clone(),
+                    deliver,
+                },
+            );
+        }
+    }
+
+    /// Stores a retained message and, if `deliver`, hands it to every matching local session
+    /// once, at the highest granted QoS.
+    fn route_local(&mut self, message: &Arc<Message>, deliver: bool) {
         if message.retain {
-            self.store_retained(&message);
+            self.store_retained(message);
+        }
+        if !deliver {
+            return;
         }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
@@ -40,7 +90,7 @@ impl Shard {
             // [MQTT-3.3.1-9]: forwarded to existing subscriptions with retain 0, unless 5.0's
             // Retain As Published asks for the original flag.
             let retain = options.retain_as_published && message.retain;
-            self.deliver_to(key, &message, options, retain);
+            self.deliver_to(key, message, options, retain);
         }
         self.matches = matches;
     }
@@ -103,7 +153,12 @@ impl Shard {
         options: SubscriptionOptions,
         existed: bool,
     ) {
-        self.trie.insert(filter.filter(), key, options);
+        self.trie_insert(key, filter.filter(), options);
+        // Hold the SUBACK (and all that follows) until every peer has seen this shard's
+        // interest in the filter, so a publish made after the SUBACK reaches us.
+        if let Some(id) = self.sessions[key.0 as usize].conn {
+            self.hold_output(id);
+        }
         let send_retained = match options.retain_handling {
             RetainHandling::OnSubscribe => true,
             RetainHandling::OnNewSubscribe => !existed,
@@ -121,7 +176,26 @@ impl Shard {
     }
 
     pub(super) fn unsubscribe(&mut self, key: SessionKey, filter: &SubscriptionFilter) {
-        self.trie.remove(filter.filter(), &key);
+        self.trie_remove(key, filter.filter());
+    }
+
+    /// Adds to the trie, keeping the peers' view of our interest current.
+    pub(super) fn trie_insert(
+        &mut self,
+        key: SessionKey,
+        filter: &TopicFilter,
+        options: SubscriptionOptions,
+    ) {
+        if self.trie.insert(filter, key, options).is_none() {
+            self.filter_refs_changed(filter, 1);
+        }
+    }
+
+    /// Removes from the trie, keeping the peers' view of our interest current.
+    pub(super) fn trie_remove(&mut self, key: SessionKey, filter: &TopicFilter) {
+        if self.trie.remove(filter, &key).is_some() {
+            self.filter_refs_changed(filter, -1);
+        }
     }
 }
 

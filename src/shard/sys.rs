@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{ByteStr, Properties, QoS};
+use crate::mesh::StatsSnapshot;
 use crate::session::Message;
 use crate::topic::TopicName;
 
@@ -45,10 +46,10 @@ impl SysPublisher {
 }
 
 impl Shard {
-    pub(super) fn publish_sys(&mut self, now: Instant) {
-        let s = &self.stats;
+    /// Publishes the broker-wide totals (shard 0 only).
+    pub(super) fn publish_sys(&mut self, now: Instant, total: &StatsSnapshot) {
+        let s = &total.stats;
         let online = s.clients_connected;
-        let total = self.sessions.len() as u64;
         let uptime_s = now.duration_since(self.sys.started_at).as_secs();
         let values: [(&'static str, String); 16] = [
             (
@@ -57,10 +58,10 @@ impl Shard {
             ),
             ("$SYS/broker/uptime", format!("{uptime_s} seconds")),
             ("$SYS/broker/clients/connected", online.to_string()),
-            ("$SYS/broker/clients/total", total.to_string()),
+            ("$SYS/broker/clients/total", total.sessions.to_string()),
             (
                 "$SYS/broker/clients/disconnected",
-                total.saturating_sub(online).to_string(),
+                total.sessions.saturating_sub(online).to_string(),
             ),
             (
                 "$SYS/broker/messages/received",
@@ -81,7 +82,7 @@ impl Shard {
             ),
             (
                 "$SYS/broker/subscriptions/count",
-                self.trie.len().to_string(),
+                total.subscriptions.to_string(),
             ),
             (
                 "$SYS/broker/retained messages/count",

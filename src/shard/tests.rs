@@ -23,11 +23,16 @@ struct Sim {
     leftover: Vec<(ConnectionId, Packet)>,
 }
 
-fn pid(n: u16) -> PacketId {
+pub(super) fn pid(n: u16) -> PacketId {
     PacketId::new(n).expect("test packet ids are non-zero")
 }
 
-fn connect_packet(client_id: &str, clean: bool, keep_alive_s: u16, will: Option<Will>) -> Packet {
+pub(super) fn connect_packet(
+    client_id: &str,
+    clean: bool,
+    keep_alive_s: u16,
+    will: Option<Will>,
+) -> Packet {
     Packet::Connect(Box::new(Connect {
         protocol: V4,
         clean_start: clean,
@@ -40,7 +45,13 @@ fn connect_packet(client_id: &str, clean: bool, keep_alive_s: u16, will: Option<
     }))
 }
 
-fn publish(topic: &str, payload: &str, qos: QoS, retain: bool, id: Option<u16>) -> Packet {
+pub(super) fn publish(
+    topic: &str,
+    payload: &str,
+    qos: QoS,
+    retain: bool,
+    id: Option<u16>,
+) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,
@@ -52,7 +63,7 @@ fn publish(topic: &str, payload: &str, qos: QoS, retain: bool, id: Option<u16>) 
     })
 }
 
-fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
+pub(super) fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
     Packet::Subscribe(Subscribe {
         packet_id: pid(id),
         properties: Properties::default(),
@@ -71,7 +82,7 @@ fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
     })
 }
 
-fn will(topic: &str, payload: &str) -> Will {
+pub(super) fn will(topic: &str, payload: &str) -> Will {
     Will {
         topic: ByteStr::from(topic),
         payload: Bytes::copy_from_slice(payload.as_bytes()),
@@ -85,7 +96,7 @@ impl Sim {
     fn new(limits: Limits) -> Sim {
         let now = Instant::now();
         Sim {
-            shard: Shard::new(now, limits, 0),
+            shard: Shard::standalone(now, limits, 0),
             now,
             leftover: Vec::new(),
         }
@@ -165,7 +176,7 @@ impl Sim {
     }
 }
 
-fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+pub(super) fn publishes(packets: &[Packet]) -> Vec<&Publish> {
     packets
         .iter()
         .filter_map(|p| {
@@ -586,7 +597,7 @@ fn unsupported_protocol_level_gets_connack_1() {
 #[test]
 fn sys_tree_is_published_on_tick() {
     let now = Instant::now();
-    let mut shard = Shard::new(now, Limits::default(), 10);
+    let mut shard = Shard::standalone(now, Limits::default(), 10);
     shard.handle_tick(now);
     let mut sim = Sim {
         shard,
@@ -612,7 +623,7 @@ fn sys_tree_is_published_on_tick() {
 #[test]
 fn hash_subscription_does_not_see_sys() {
     let now = Instant::now();
-    let mut shard = Shard::new(now, Limits::default(), 10);
+    let mut shard = Shard::standalone(now, Limits::default(), 10);
     shard.handle_tick(now);
     let mut sim = Sim {
         shard,

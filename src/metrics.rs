@@ -1,0 +1,62 @@
+//! Counters each shard keeps for `$SYS` and tests. Plain integers: each shard has its own copy
+//! and shard 0 sums them; nothing here is shared between threads.
+
+/// Monotonic counters (and one gauge, `clients_connected`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Clients with an accepted CONNECT right now (a gauge).
+    pub clients_connected: u64,
+    pub connections_accepted: u64,
+    /// Refused at `connections_max`, `sessions_max`, or by a CONNACK error.
+    pub connections_refused: u64,
+    /// Control packets of every type decoded (mosquitto's `messages/received`).
+    pub messages_received: u64,
+    /// Control packets of every type sent (mosquitto's `messages/sent`).
+    pub messages_sent: u64,
+    /// PUBLISH messages routed (from clients, wills and `$SYS`).
+    pub publish_received: u64,
+    /// PUBLISH packets written to subscribers.
+    pub publish_sent: u64,
+    /// Deliveries held in a session queue.
+    pub publish_queued: u64,
+    /// Deliveries dropped: QoS 0 to a full buffer or offline client, a full session queue,
+    /// or a client publish to `$SYS`.
+    pub publish_dropped: u64,
+    /// Retained messages not stored because of `retained_messages_max`.
+    pub retained_dropped: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// Frames that failed to decode.
+    pub malformed_packets: u64,
+    /// Well-formed packets that broke a protocol rule.
+    pub protocol_errors: u64,
+    pub keep_alive_timeouts: u64,
+    pub takeovers: u64,
+    pub wills_published: u64,
+    /// QoS 0 messages not forwarded to another shard because the mesh was backed up.
+    pub mesh_dropped_qos0: u64,
+}
+
+impl Stats {
+    /// Adds another shard's counters into these, for the `$SYS` totals.
+    pub fn add(&mut self, other: &Stats) {
+        self.clients_connected += other.clients_connected;
+        self.connections_accepted += other.connections_accepted;
+        self.connections_refused += other.connections_refused;
+        self.messages_received += other.messages_received;
+        self.messages_sent += other.messages_sent;
+        self.publish_received += other.publish_received;
+        self.publish_sent += other.publish_sent;
+        self.publish_queued += other.publish_queued;
+        self.publish_dropped += other.publish_dropped;
+        self.retained_dropped += other.retained_dropped;
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        self.malformed_packets += other.malformed_packets;
+        self.protocol_errors += other.protocol_errors;
+        self.keep_alive_timeouts += other.keep_alive_timeouts;
+        self.takeovers += other.takeovers;
+        self.wills_published += other.wills_published;
+        self.mesh_dropped_qos0 += other.mesh_dropped_qos0;
+    }
+}

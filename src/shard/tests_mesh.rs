@@ -1,0 +1,411 @@
+//! Deterministic simulation of several shards joined by a real mesh, pumped by hand: every
+//! cross-shard path (interest, forwarding, retained copies, client-id claims, take-over,
+//! session moves, `$SYS` totals, ring-full backpressure) without threads or sockets.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::codec::{self, Ack, Decoded, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::config::Limits;
+
+use super::tests::{connect_packet, publish, publishes, subscribe, will};
+use super::{ConnectionId, Shard};
+
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+/// A client connection: which shard, which connection on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Client {
+    shard: usize,
+    conn: ConnectionId,
+}
+
+struct Cluster {
+    shards: Vec<Shard>,
+    now: Instant,
+    /// Output read by `connect` past the CONNACK, returned by the next `recv`.
+    leftover: Vec<(Client, Packet)>,
+}
+
+impl Cluster {
+    fn new(n: usize, limits: Limits) -> Cluster {
+        let now = Instant::now();
+        let mesh = crate::mesh::build(n, limits.mesh_ring_capacity as usize);
+        let shards = mesh
+            .into_iter()
+            .map(|e| Shard::new(now, e, limits.clone(), 0))
+            .collect();
+        Cluster {
+            shards,
+            now,
+            leftover: Vec::new(),
+        }
+    }
+
+    /// Moves mesh messages until no shard has anything left to send or receive.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = 0;
+            for shard in &mut self.shards {
+                moved += shard.flush_mesh();
+            }
+            for shard in &mut self.shards {
+                moved += shard.handle_mesh(self.now);
+            }
+            for shard in &mut self.shards {
+                moved += shard.flush_mesh();
+            }
+            if moved == 0 {
+                return;
+            }
+        }
+        panic!("mesh did not settle");
+    }
+
+    fn open(&mut self, shard: usize) -> Client {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("literal address");
+        let conn = self.shards[shard]
+            .accept(self.now, peer)
+            .expect("below connections_max");
+        Client { shard, conn }
+    }
+
+    fn send(&mut self, client: Client, packet: &Packet) {
+        let mut buf = BytesMut::new();
+        codec::encode(packet, V4, &mut buf).expect("test packets encode");
+        self.shards[client.shard].handle_read(self.now, client.conn, &buf);
+        self.settle();
+    }
+
+    fn recv(&mut self, client: Client) -> (Vec<Packet>, bool) {
+        self.settle();
+        let shard = &mut self.shards[client.shard];
+        let mut dirty = Vec::new();
+        shard.drain_dirty(&mut dirty);
+        let mut buf = BytesMut::new();
+        let mut closing = false;
+        loop {
+            let (bytes, close) = shard.take_output(client.conn);
+            closing |= close;
+            match bytes {
+                Some(bytes) => buf.extend_from_slice(&bytes),
+                None => break,
+            }
+        }
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leftover)
+            .into_iter()
+            .partition(|(c, _)| *c == client);
+        self.leftover = rest;
+        let mut packets: Vec<Packet> = mine.into_iter().map(|(_, p)| p).collect();
+        while let Decoded::Packet(p) =
+            codec::decode(&mut buf, V4, u32::MAX >> 4).expect("broker output decodes")
+        {
+            packets.push(p);
+        }
+        (packets, closing)
+    }
+
+    fn connect(
+        &mut self,
+        shard: usize,
+        id: &str,
+        clean: bool,
+        will: Option<codec::Will>,
+    ) -> (Client, bool) {
+        let client = self.open(shard);
+        self.send(client, &connect_packet(id, clean, 0, will));
+        let (packets, _) = self.recv(client);
+        let mut packets = packets.into_iter();
+        match packets.next() {
+            Some(Packet::ConnAck(ack)) if ack.code == ReasonCode::SUCCESS => {
+                self.leftover.extend(packets.map(|p| (client, p)));
+                (client, ack.session_present)
+            }
+            other => panic!("expected CONNACK success, got {other:?}"),
+        }
+    }
+
+    fn close(&mut self, client: Client) {
+        self.shards[client.shard].handle_closed(self.now, client.conn);
+        self.settle();
+    }
+}
+
+#[test]
+fn publish_reaches_a_subscriber_on_another_shard() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(1, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("t/+", QoS::AtLeastOnce)]));
+    assert!(matches!(&c.recv(sub).0[..], [Packet::SubAck(_)]));
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    c.send(
+        publisher,
+        &publish("t/1", "hello", QoS::ExactlyOnce, false, Some(1)),
+    );
+    let (packets, _) = c.recv(sub);
+    let got = publishes(&packets);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].qos,
+        QoS::AtLeastOnce,
+        "downgraded to the granted QoS across shards"
+    );
+}
+
+#[test]
+fn suback_waits_until_every_peer_knows_the_interest() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(1, "sub", true, None);
+    let mut buf = BytesMut::new();
+    codec::encode(&subscribe(1, &[("x", QoS::AtMostOnce)]), V4, &mut buf).expect("encodes");
+    c.shards[1].handle_read(c.now, sub.conn, &buf);
+    let (held, _) = c.shards[1].take_output(sub.conn);
+    assert!(
+        held.is_none(),
+        "SUBACK is held before the peers acknowledge"
+    );
+    assert!(
+        matches!(&c.recv(sub).0[..], [Packet::SubAck(_)]),
+        "released once settled"
+    );
+}
+
+#[test]
+fn publishes_are_not_sent_to_shards_without_interest() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(1, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("only/here", QoS::AtMostOnce)]));
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    for _ in 0..10 {
+        c.send(
+            publisher,
+            &publish("elsewhere", "x", QoS::AtMostOnce, false, None),
+        );
+    }
+    assert_eq!(c.shards[2].stats().publish_sent, 0);
+    assert_eq!(c.shards[1].stats().publish_sent, 0);
+    c.send(
+        publisher,
+        &publish("only/here", "x", QoS::AtMostOnce, false, None),
+    );
+    assert_eq!(publishes(&c.recv(sub).0).len(), 1);
+}
+
+#[test]
+fn retained_messages_are_visible_from_every_shard() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    c.send(
+        publisher,
+        &publish("r/1", "kept", QoS::AtLeastOnce, true, Some(1)),
+    );
+    for shard in 0..3 {
+        let (sub, _) = c.connect(shard, &format!("sub{shard}"), true, None);
+        c.send(sub, &subscribe(1, &[("r/#", QoS::AtLeastOnce)]));
+        let (packets, _) = c.recv(sub);
+        let got = publishes(&packets);
+        assert_eq!(got.len(), 1, "shard {shard} has the retained message");
+        assert!(got[0].retain);
+    }
+}
+
+#[test]
+fn takeover_across_shards_closes_the_old_connection_and_publishes_its_will() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (watcher, _) = c.connect(2, "watcher", true, None);
+    c.send(watcher, &subscribe(1, &[("wills/#", QoS::AtMostOnce)]));
+    c.recv(watcher);
+    let (old, _) = c.connect(0, "dev", true, Some(will("wills/dev", "gone")));
+    let (new, _) = c.connect(1, "dev", true, None);
+    assert!(c.recv(old).1, "old connection closes");
+    assert!(!c.recv(new).1);
+    assert_eq!(
+        publishes(&c.recv(watcher).0).len(),
+        1,
+        "will of the taken-over connection"
+    );
+}
+
+#[test]
+fn persistent_session_resumes_on_a_different_shard() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(0, "roamer", false, None);
+    c.send(sub, &subscribe(1, &[("q", QoS::AtLeastOnce)]));
+    c.recv(sub);
+    c.close(sub);
+    let (publisher, _) = c.connect(1, "pub", true, None);
+    for n in 1..=3 {
+        c.send(
+            publisher,
+            &publish("q", &n.to_string(), QoS::AtLeastOnce, false, Some(n)),
+        );
+    }
+    let (again, present) = c.connect(2, "roamer", false, None);
+    assert!(present, "session present after moving shards");
+    let (packets, _) = c.recv(again);
+    let got: Vec<&[u8]> = publishes(&packets).iter().map(|p| &p.payload[..]).collect();
+    assert_eq!(got, vec![&b"1"[..], &b"2"[..], &b"3"[..]]);
+    // Its subscription moved too: new messages still arrive.
+    c.send(
+        publisher,
+        &publish("q", "4", QoS::AtLeastOnce, false, Some(4)),
+    );
+    assert_eq!(publishes(&c.recv(again).0).len(), 1);
+}
+
+#[test]
+fn clean_start_on_another_shard_discards_the_old_session() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(0, "s", false, None);
+    c.send(sub, &subscribe(1, &[("q", QoS::AtLeastOnce)]));
+    c.close(sub);
+    let (again, present) = c.connect(1, "s", true, None);
+    assert!(!present);
+    let (publisher, _) = c.connect(2, "pub", true, None);
+    c.send(
+        publisher,
+        &publish("q", "x", QoS::AtLeastOnce, false, Some(1)),
+    );
+    assert!(publishes(&c.recv(again).0).is_empty());
+    assert_eq!(
+        c.shards.iter().map(|s| s.sessions.len()).sum::<usize>(),
+        2,
+        "s and pub only"
+    );
+}
+
+#[test]
+fn order_per_publisher_is_kept_across_shards() {
+    let mut c = Cluster::new(3, Limits::default());
+    let (sub, _) = c.connect(2, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("o", QoS::AtLeastOnce)]));
+    c.recv(sub);
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    let mut got = Vec::new();
+    for n in 1..=200u16 {
+        c.send(
+            publisher,
+            &publish("o", &n.to_string(), QoS::AtLeastOnce, false, Some(n)),
+        );
+        for p in c.recv(sub).0 {
+            if let Packet::Publish(p) = p {
+                c.send(sub, &Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1"))));
+                got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+    }
+    let want: Vec<String> = (1..=200).map(|n| n.to_string()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_full_ring_delays_qos1_but_loses_nothing() {
+    let limits = Limits {
+        mesh_ring_capacity: 2,
+        mesh_backlog_max: 4,
+        ..Limits::default()
+    };
+    let mut c = Cluster::new(2, limits);
+    let (sub, _) = c.connect(1, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("b", QoS::AtLeastOnce)]));
+    c.recv(sub);
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    let mut buf = BytesMut::new();
+    for n in 1..=50u16 {
+        codec::encode(
+            &publish("b", &n.to_string(), QoS::AtLeastOnce, false, Some(n)),
+            V4,
+            &mut buf,
+        )
+        .expect("encodes");
+    }
+    // One read carrying 50 publishes: far more than the ring holds.
+    c.shards[0].handle_read(c.now, publisher.conn, &buf);
+    assert_eq!(
+        c.shards[0].flush_mesh(),
+        48,
+        "ring of 2 takes 2, the rest wait in order"
+    );
+    assert!(
+        c.shards[0].mesh_backlog() >= 4,
+        "over mesh_backlog_max: the driver pauses reads"
+    );
+    let (packets, _) = c.recv(sub);
+    assert_eq!(
+        publishes(&packets).len(),
+        20,
+        "inflight window of 20, rest queued"
+    );
+    assert_eq!(c.shards[1].stats().publish_queued, 30);
+    assert_eq!(c.shards[0].stats().mesh_dropped_qos0, 0);
+}
+
+#[test]
+fn qos0_is_dropped_and_counted_when_the_mesh_is_congested() {
+    let limits = Limits {
+        mesh_ring_capacity: 2,
+        mesh_backlog_max: 4,
+        ..Limits::default()
+    };
+    let mut c = Cluster::new(2, limits);
+    let (sub, _) = c.connect(1, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("z", QoS::AtMostOnce)]));
+    c.recv(sub);
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    let mut buf = BytesMut::new();
+    for _ in 0..50 {
+        codec::encode(
+            &publish("z", "x", QoS::AtMostOnce, false, None),
+            V4,
+            &mut buf,
+        )
+        .expect("encodes");
+    }
+    c.shards[0].handle_read(c.now, publisher.conn, &buf);
+    let dropped = c.shards[0].stats().mesh_dropped_qos0;
+    assert_eq!(
+        dropped,
+        50 - 4,
+        "backlog holds mesh_backlog_max, the rest are dropped"
+    );
+    assert_eq!(publishes(&c.recv(sub).0).len() as u64, 50 - dropped);
+}
+
+#[test]
+fn sys_totals_count_clients_on_every_shard() {
+    let now = Instant::now();
+    let limits = Limits::default();
+    let mesh = crate::mesh::build(3, 64);
+    let shards = mesh
+        .into_iter()
+        .map(|e| Shard::new(now, e, limits.clone(), 1))
+        .collect();
+    let mut c = Cluster {
+        shards,
+        now,
+        leftover: Vec::new(),
+    };
+    c.connect(1, "a", true, None);
+    c.connect(2, "b", true, None);
+    let (watcher, _) = c.connect(0, "w", true, None);
+    c.send(
+        watcher,
+        &subscribe(1, &[("$SYS/broker/clients/connected", QoS::AtMostOnce)]),
+    );
+    c.recv(watcher);
+    for _ in 0..2 {
+        c.now += Duration::from_secs(1);
+        for shard in &mut c.shards {
+            shard.handle_tick(c.now);
+        }
+        c.settle();
+    }
+    let (packets, _) = c.recv(watcher);
+    let last = publishes(&packets)
+        .last()
+        .map(|p| p.payload.clone())
+        .expect("a $SYS update");
+    assert_eq!(&last[..], b"3");
+}
