@@ -11,6 +11,18 @@
 //! Framing comes first: [`check`] reads only the fixed header, refuses a packet larger than
 //! `packet_size_max` before its body is buffered, and reports how many more bytes a partial
 //! frame needs. `Incomplete` is a normal result, not an error.
+//!
+//! # Files
+//!
+//! | file | holds |
+//! |---|---|
+//! | `packet`, `properties`, `reason`, `error` | the data types of the public API |
+//! | `decode` | [`check`], [`decode`], dispatch by type, CONNACK, the PUBACK family, DISCONNECT, AUTH |
+//! | `decode_connect`, `decode_pubsub` | CONNECT; PUBLISH, SUBSCRIBE, UNSUBSCRIBE and their acks |
+//! | `encode`, `encode_body` | [`encode`], [`encoded_len`], the [`encode_publish`] hot path; other bodies |
+//! | `properties_codec` | 5.0 property blocks: which property goes where, repeats, values |
+//! | `reason_check` | which 5.0 reason codes each packet may carry |
+//! | `reader`, `writer`, `varint` | bounds-checked field reads; length-prefixed writes; varints |
 
 mod decode;
 mod decode_connect;

@@ -39,7 +39,7 @@ impl Reader {
 
     /// Everything left, e.g. a PUBLISH payload.
     pub(crate) fn take_rest(&mut self) -> Bytes {
-        self.rest.split_off(0)
+        std::mem::take(&mut self.rest)
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
