@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it. Installs what the tests need (Debian's
 # mosquitto clients, Python's paho-mqtt), checks style, then runs every test under each I/O
-# backend. Exits non-zero if anything fails.
+# backend and shard count. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 
-for io in uring epoll; do
-  echo "=== test suite: --io $io ==="
-  RINGMQ_TEST_IO=$io cargo test --workspace
+# Unit, property and simulator tests once; the black-box suite under every backend and with 1
+# and 3 shards (3 shards on 2 cores forces the cross-shard paths).
+echo "=== test suite: --io uring --shards 1 (all tests) ==="
+RINGMQ_TEST_IO=uring RINGMQ_TEST_SHARDS=1 cargo test --workspace
+for combo in "uring 3" "epoll 1" "epoll 3"; do
+  set -- $combo
+  echo "=== black-box suite: --io $1 --shards $2 ==="
+  RINGMQ_TEST_IO=$1 RINGMQ_TEST_SHARDS=$2 cargo test -p ringmq --test '*'
 done
