@@ -111,7 +111,8 @@ pub struct Link {
     /// Zero turns keep-alive off.
     keep_alive_ms: u64,
     last_packet_at: Instant,
-    will: Option<ValidWill>,
+    /// Boxed: a will with its properties is several hundred bytes, and most clients have none.
+    will: Option<Box<ValidWill>>,
 }
 
 /// One client's MQTT session.
@@ -207,7 +208,7 @@ impl Session {
             version,
             keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
             last_packet_at: now,
-            will: params.will.clone(),
+            will: params.will.clone().map(Box::new),
         });
         self.resend_inflight(out) + self.pump_queue(out, limits)
     }
@@ -215,7 +216,7 @@ impl Session {
     /// Unbinds the connection. Returns its will, which the caller publishes only if the loss
     /// was ungraceful.
     pub fn detach(&mut self) -> Option<ValidWill> {
-        self.link.take().and_then(|link| link.will)
+        self.link.take().and_then(|link| link.will).map(|will| *will)
     }
 
     /// Drops the will so that a later `detach` returns none (graceful DISCONNECT).

@@ -155,11 +155,18 @@ impl Shard {
         sys_interval_s: u32,
     ) -> Shard {
         let shards = mesh.shard_count();
+        // Pre-sized to this shard's share of the limits: growing a slab by doubling copies it
+        // and leaves the old copy in the allocator, which at 10^5+ connections costs more RSS
+        // than the connections themselves. Untouched capacity is never paged in. (Hash maps are
+        // not pre-sized: their entries land on random pages, so a large empty table does cost
+        // resident memory as it fills.)
+        let conns_max = (limits.connections_max as usize).div_ceil(shards);
+        let sessions_max = (limits.sessions_max as usize).div_ceil(shards);
         let mut shard = Shard {
             id: mesh.id(),
             limits,
-            conns: Slab::new(),
-            sessions: Slab::new(),
+            conns: Slab::with_capacity(conns_max),
+            sessions: Slab::with_capacity(sessions_max),
             clients: AHashMap::new(),
             trie: SubscriptionTrie::new(),
             retained: RetainedStore::new(),
@@ -361,11 +368,8 @@ impl Shard {
             return (None, closing);
         }
         let packets = std::mem::take(&mut conn.out.packets);
-        let bytes = conn.out.bytes.split().freeze();
-        // Give the allocation back when the connection goes quiet.
-        if conn.out.bytes.capacity() == 0 {
-            conn.out.bytes = BytesMut::new();
-        }
+        // Hand the whole allocation to the writer: an idle connection keeps no write buffer.
+        let bytes = std::mem::take(&mut conn.out.bytes).freeze();
         self.stats.messages_sent += packets;
         self.stats.bytes_sent += bytes.len() as u64;
         (Some(bytes), closing)

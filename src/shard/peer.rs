@@ -48,6 +48,10 @@ pub(super) struct Peers {
     held: Vec<ConnectionId>,
     /// Connections granted a session by a mesh message, whose buffered input must be resumed.
     resume: Vec<ConnectionId>,
+    /// True while `handle_mesh` dispatches: a grant then arrived asynchronously, and the
+    /// connection's buffered input must be resumed afterwards. (A grant made synchronously
+    /// inside the connection's own CONNECT needs no resume: its decode loop is still running.)
+    draining_mesh: bool,
     /// The registry for client ids whose home is this shard.
     homes: AHashMap<ByteStr, HomeEntry>,
     /// Shard 0 only: the latest counters of every shard.
@@ -66,6 +70,7 @@ impl Peers {
             peer_acked: vec![0; shards],
             held: Vec::new(),
             resume: Vec::new(),
+            draining_mesh: false,
             homes: AHashMap::new(),
             totals: vec![StatsSnapshot::default(); shards],
             targets: vec![false; shards],
@@ -105,7 +110,9 @@ impl Peers {
     }
 
     pub(super) fn resume_input(&mut self, id: ConnectionId) {
-        self.resume.push(id);
+        if self.draining_mesh {
+            self.resume.push(id);
+        }
     }
 
     /// Counts a local subscription change. Returns `(add, seq)` when the peers must be told:

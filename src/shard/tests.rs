@@ -656,3 +656,21 @@ fn connect_timeout_closes_silent_connections() {
     sim.advance(super::CONNECT_TIMEOUT + Duration::from_secs(1));
     assert!(sim.recv(id).1);
 }
+
+/// Per-connection memory is a product requirement (see `driver.rs`): keep the per-slot types
+/// small enough that 10,000 idle clients stay near 1 KiB each.
+#[test]
+fn per_connection_state_stays_small() {
+    let conn = std::mem::size_of::<super::Conn>();
+    let session = std::mem::size_of::<super::SessionEntry>();
+    assert!(conn <= 192, "Conn is {conn} bytes");
+    assert!(session <= 320, "SessionEntry is {session} bytes");
+}
+
+#[test]
+fn print_sizes() {
+    eprintln!("Conn {} SessionEntry {} Session {} Message {} Publish {} Properties {}",
+        std::mem::size_of::<super::Conn>(), std::mem::size_of::<super::SessionEntry>(),
+        std::mem::size_of::<crate::session::Session>(), std::mem::size_of::<crate::session::Message>(),
+        std::mem::size_of::<crate::codec::Publish>(), std::mem::size_of::<crate::codec::Properties>());
+}

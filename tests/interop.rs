@@ -1,0 +1,405 @@
+//! Real third-party clients as processes against the broker: Debian's `mosquitto_pub` and
+//! `mosquitto_sub` (3.1.1 and 5.0) and Python's paho-mqtt 2.x.
+//!
+//! A missing tool skips its test with a "skipped: ..." line, unless `RINGMQ_REQUIRE_INTEROP=1`
+//! (as `tests/run.sh` sets), in which case the test fails and says how to install the tool.
+//!
+//! Every process is bounded: `mosquitto_sub` gets `-C n -W secs`, and every wait for a process
+//! or a line of its output has a deadline after which the process is killed.
+//!
+//! To know that a `mosquitto_sub` has subscribed before publishing to it, each test first
+//! retains a message on `interop/ready` and has the subscriber listen there too: the retained
+//! message is sent right after the SUBACK, so its line on stdout means "subscribed".
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{start_broker, text, ConnectOpts, RawClient};
+use ringmq::codec::QoS;
+
+const INSTALL_MOSQUITTO: &str =
+    "apt-get install -y mosquitto-clients (Debian/Ubuntu; or run tests/run.sh, which installs it)";
+const INSTALL_PAHO: &str = "python3 -m pip install 'paho-mqtt>=2,<3'";
+
+/// How long a whole client process may run.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `mosquitto_sub` output format: topic, QoS, retain flag, payload.
+const FORMAT: &str = "%t %q %r %p";
+
+/// True if the tool can run; otherwise skips, or fails under `RINGMQ_REQUIRE_INTEROP=1`.
+fn tool_ready(what: &str, found: bool, install: &str) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var("RINGMQ_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!(
+            "{what} is required (RINGMQ_REQUIRE_INTEROP=1) but missing; install it with: {install}"
+        );
+    }
+    println!("skipped: {what} not found; install it with: {install}");
+    false
+}
+
+/// Runs `program` quietly; `None` if it cannot be started at all.
+fn exit_status(program: &str, args: &[&str]) -> Option<std::process::ExitStatus> {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+}
+
+fn mosquitto_clients_ready() -> bool {
+    // `--help` exits non-zero, but that it starts at all shows the tool is installed.
+    let found = exit_status("mosquitto_sub", &["--help"]).is_some()
+        && exit_status("mosquitto_pub", &["--help"]).is_some();
+    tool_ready("mosquitto_sub/mosquitto_pub", found, INSTALL_MOSQUITTO)
+}
+
+fn paho_ready() -> bool {
+    let check = "import paho.mqtt.client as m; m.CallbackAPIVersion.VERSION2";
+    let found = exit_status("python3", &["-c", check]).is_some_and(|s| s.success());
+    tool_ready("python3 with paho-mqtt 2.x", found, INSTALL_PAHO)
+}
+
+/// A client process whose stdout is read line by line; killed when dropped.
+struct Process {
+    name: String,
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Process {
+    fn spawn(program: &str, args: &[String]) -> Process {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let (line_tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = line_tx.send(line);
+            }
+        });
+        let (err_tx, stderr) = mpsc::channel();
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        thread::spawn(move || {
+            let mut all = String::new();
+            let _ = pipe.read_to_string(&mut all);
+            let _ = err_tx.send(all);
+        });
+        Process {
+            name: format!("{program} {}", args.join(" ")),
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next line of stdout; fails after `within`.
+    fn line(&mut self, within: Duration) -> String {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => line,
+            Err(_) => self.fail(format!("no output within {within:?}")),
+        }
+    }
+
+    /// Waits for a successful exit and returns the stdout lines not read yet.
+    fn finish(mut self) -> Vec<String> {
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                self.fail(format!("still running after {PROCESS_TIMEOUT:?}"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            self.fail(format!("exited with {status}"));
+        }
+        // The reader thread ends at EOF, which closes the channel.
+        self.lines.iter().collect()
+    }
+
+    /// SIGKILL: the process gets no chance to send DISCONNECT.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the child");
+        let _ = self.child.wait();
+    }
+
+    /// Kills the process and fails the test with `why` and whatever it wrote to stderr.
+    fn fail(&mut self, why: String) -> ! {
+        let _ = self.child.kill();
+        let stderr = self
+            .stderr
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        panic!("`{}`: {why}; stderr: {stderr:?}", self.name);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn broker_args(addr: SocketAddr, args: &[&str]) -> Vec<String> {
+    let port = addr.port().to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", port.as_str()];
+    all.extend_from_slice(args);
+    all.into_iter().map(String::from).collect()
+}
+
+fn mosquitto_pub(addr: SocketAddr, args: &[&str]) {
+    Process::spawn("mosquitto_pub", &broker_args(addr, args)).finish();
+}
+
+/// Starts `mosquitto_sub` on `interop/ready` plus `args`, and returns once it has subscribed.
+fn ready_subscriber(addr: SocketAddr, args: &[&str]) -> Process {
+    let mut retainer = RawClient::connected(addr, ConnectOpts::v311("ready-retainer"));
+    retainer.publish("interop/ready", b"ready", QoS::AtLeastOnce, true);
+    let mut all = vec!["-t", "interop/ready", "-F", FORMAT, "-W", "10"];
+    all.extend_from_slice(args);
+    let mut subscriber = Process::spawn("mosquitto_sub", &broker_args(addr, &all));
+    let line = subscriber.line(Duration::from_secs(5));
+    assert!(
+        line.starts_with("interop/ready "),
+        "expected the ready line, got {line:?}"
+    );
+    subscriber
+}
+
+/// mosquitto_pub at QoS 0, 1 and 2 to a mosquitto_sub subscribed at QoS 2, at `version`.
+fn mosquitto_delivers_every_qos(version: &str) {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let broker = start_broker(|_| {});
+    let subscriber = ready_subscriber(
+        broker.addr,
+        &["-V", version, "-q", "2", "-t", "interop/data", "-C", "4"],
+    );
+    for qos in ["0", "1", "2"] {
+        let payload = format!("m{qos}");
+        mosquitto_pub(
+            broker.addr,
+            &[
+                "-V",
+                version,
+                "-q",
+                qos,
+                "-t",
+                "interop/data",
+                "-m",
+                &payload,
+            ],
+        );
+    }
+    // Published QoS equals delivered QoS (granted 2), retain 0, in publishing order.
+    assert_eq!(
+        subscriber.finish(),
+        [
+            "interop/data 0 0 m0",
+            "interop/data 1 0 m1",
+            "interop/data 2 0 m2"
+        ]
+    );
+}
+
+#[test]
+fn mosquitto_v311_clients_deliver_qos_0_1_2() {
+    mosquitto_delivers_every_qos("mqttv311");
+}
+
+#[test]
+fn mosquitto_v5_clients_deliver_qos_0_1_2() {
+    mosquitto_delivers_every_qos("mqttv5");
+}
+
+#[test]
+fn mosquitto_retained_message_reaches_a_late_subscriber() {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let broker = start_broker(|_| {});
+    mosquitto_pub(
+        broker.addr,
+        &["-q", "1", "-r", "-t", "interop/state", "-m", "on"],
+    );
+    let args = [
+        "-q",
+        "1",
+        "-t",
+        "interop/state",
+        "-F",
+        FORMAT,
+        "-C",
+        "1",
+        "-W",
+        "10",
+    ];
+    let subscriber = Process::spawn("mosquitto_sub", &broker_args(broker.addr, &args));
+    assert_eq!(subscriber.finish(), ["interop/state 1 1 on"]);
+}
+
+#[test]
+fn mosquitto_sub_will_is_published_when_it_is_killed() {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let broker = start_broker(|_| {});
+    let mut watcher = RawClient::connected(broker.addr, ConnectOpts::v311("watcher"));
+    watcher.subscribe(&[("interop/will", QoS::AtLeastOnce)]);
+    let subscriber = ready_subscriber(
+        broker.addr,
+        &[
+            "--will-topic",
+            "interop/will",
+            "--will-payload",
+            "sub died",
+            "--will-qos",
+            "1",
+        ],
+    );
+    subscriber.kill();
+    let will = watcher.recv_publish();
+    assert_eq!(
+        (will.topic.as_str(), text(&will), will.qos),
+        ("interop/will", "sub died", QoS::AtLeastOnce)
+    );
+}
+
+#[test]
+fn mosquitto_sub_persistent_session_gets_messages_published_while_it_was_down() {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let broker = start_broker(|_| {});
+    let session = [
+        "-c",
+        "-i",
+        "interop-persistent",
+        "-q",
+        "1",
+        "-t",
+        "interop/data",
+    ];
+    ready_subscriber(broker.addr, &session).kill();
+
+    let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v311("publisher"));
+    for payload in ["m1", "m2", "m3"] {
+        publisher.publish("interop/data", payload.as_bytes(), QoS::AtLeastOnce, false);
+    }
+    let mut args = session.to_vec();
+    args.extend_from_slice(&["-t", "interop/ready", "-F", FORMAT, "-C", "4", "-W", "10"]);
+    let lines = Process::spawn("mosquitto_sub", &broker_args(broker.addr, &args)).finish();
+    // The retained ready line comes again (mosquitto_sub resubscribes); the data lines are the
+    // three queued messages, in order, at QoS 1. A resend of a message that was in flight when
+    // the process was killed would carry DUP, which the format does not show.
+    let data: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("interop/data "))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            "interop/data 1 0 m1",
+            "interop/data 1 0 m2",
+            "interop/data 1 0 m3"
+        ],
+        "{lines:?}"
+    );
+}
+
+/// A paho subscriber (QoS 2) and a paho publisher (QoS 0, 1, 2) at the given level. Prints
+/// "qos payload" per received message; exits non-zero on any timeout.
+const PAHO_SCRIPT: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+
+host, port, level = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+protocol = mqtt.MQTTv5 if level == "5" else mqtt.MQTTv311
+received, done = [], threading.Event()
+sub_connected, subscribed, pub_connected = threading.Event(), threading.Event(), threading.Event()
+
+def client(name):
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + level, protocol=protocol)
+
+def on_sub_connect(c, userdata, flags, reason_code, properties):
+    c.subscribe("paho/data", qos=2)
+
+def on_message(c, userdata, msg):
+    received.append("%d %s" % (msg.qos, msg.payload.decode()))
+    if len(received) == 3:
+        done.set()
+
+sub = client("paho-sub-")
+sub.on_connect = on_sub_connect
+sub.on_subscribe = lambda c, u, mid, codes, props: subscribed.set()
+sub.on_message = on_message
+sub.connect(host, port)
+sub.loop_start()
+if not subscribed.wait(5):
+    sys.exit("no SUBACK")
+
+pub = client("paho-pub-")
+pub.on_connect = lambda c, u, f, rc, p: pub_connected.set()
+pub.connect(host, port)
+pub.loop_start()
+if not pub_connected.wait(5):
+    sys.exit("no CONNACK for the publisher")
+for qos in (0, 1, 2):
+    pub.publish("paho/data", "paho-%d" % qos, qos=qos).wait_for_publish(5)
+if not done.wait(5):
+    sys.exit("received only %r" % received)
+print("\n".join(received), flush=True)
+pub.disconnect()
+sub.disconnect()
+pub.loop_stop()
+sub.loop_stop()
+"#;
+
+fn paho_delivers_every_qos(level: &str) {
+    if !paho_ready() {
+        return;
+    }
+    let broker = start_broker(|_| {});
+    let args = [
+        "-c",
+        PAHO_SCRIPT,
+        "127.0.0.1",
+        &broker.addr.port().to_string(),
+        level,
+    ]
+    .map(String::from);
+    let lines = Process::spawn("python3", &args).finish();
+    assert_eq!(lines, ["0 paho-0", "1 paho-1", "2 paho-2"]);
+}
+
+#[test]
+fn paho_v311_clients_deliver_qos_0_1_2() {
+    paho_delivers_every_qos("311");
+}
+
+#[test]
+fn paho_v5_clients_deliver_qos_0_1_2() {
+    paho_delivers_every_qos("5");
+}
