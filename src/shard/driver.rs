@@ -412,3 +412,4 @@ async fn accept_failed(error: io::Error) {
     tracing::warn!(%error, "accept failed");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+

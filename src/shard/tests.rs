@@ -667,10 +667,3 @@ fn per_connection_state_stays_small() {
     assert!(session <= 320, "SessionEntry is {session} bytes");
 }
 
-#[test]
-fn print_sizes() {
-    eprintln!("Conn {} SessionEntry {} Session {} Message {} Publish {} Properties {}",
-        std::mem::size_of::<super::Conn>(), std::mem::size_of::<super::SessionEntry>(),
-        std::mem::size_of::<crate::session::Session>(), std::mem::size_of::<crate::session::Message>(),
-        std::mem::size_of::<crate::codec::Publish>(), std::mem::size_of::<crate::codec::Properties>());
-}
