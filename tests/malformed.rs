@@ -21,7 +21,7 @@ fn closed_after_connect(bytes: &[u8]) {
 
 #[test]
 fn remaining_length_of_five_bytes_closes_the_connection() {
-    // [MQTT-1.5.5] / 3.1.1 section 2.2.3: the remaining length is at most four bytes.
+    // 3.1.1 section 2.2.3, 5.0 section 1.5.5: the remaining length is at most four bytes.
     closed_after_connect(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
 }
 

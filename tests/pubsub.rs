@@ -58,7 +58,7 @@ fn multi_level_wildcard_matches_the_parent_and_every_child() {
     for topic in ["a", "b/a", "a/b", "ab", "a/b/c/d", "a/end"] {
         publisher.publish(topic, b"x", QoS::AtMostOnce, false);
     }
-    // [MQTT-4.7.1-2]: `a/#` matches `a` itself as well as everything below it.
+    // 3.1.1 section 4.7.1.2: `a/#` matches `a` itself as well as everything below it.
     for expected in ["a", "a/b", "a/b/c/d", "a/end"] {
         assert_eq!(subscriber.recv_publish().topic.as_str(), expected);
     }
@@ -123,7 +123,7 @@ fn invalid_filter_gets_0x80_while_the_other_filters_succeed() {
         ("a/#/b", QoS::AtLeastOnce),
         ("ok/two", QoS::ExactlyOnce),
     ]);
-    // [MQTT-4.7.1-2]: `#` must be last; [MQTT-3.9.3]: 0x80 for that entry alone.
+    // [MQTT-4.7.1-2]: `#` must be last; 3.1.1 section 3.9.3: 0x80 for that entry alone.
     assert_eq!(
         suback.codes,
         vec![

@@ -216,7 +216,10 @@ impl Session {
     /// Unbinds the connection. Returns its will, which the caller publishes only if the loss
     /// was ungraceful.
     pub fn detach(&mut self) -> Option<ValidWill> {
-        self.link.take().and_then(|link| link.will).map(|will| *will)
+        self.link
+            .take()
+            .and_then(|link| link.will)
+            .map(|will| *will)
     }
 
     /// Drops the will so that a later `detach` returns none (graceful DISCONNECT).

@@ -20,7 +20,7 @@ impl Shard {
         from: Option<SessionKey>,
         message: Arc<Message>,
     ) {
-        if from.is_some() && message.topic.is_sys() && message.topic.as_str().starts_with("$SYS") {
+        if from.is_some() && is_broker_topic(message.topic.as_str()) {
             // `$SYS` is the broker's own namespace; clients may not write to it.
             self.stats.publish_dropped += 1;
             return;
@@ -124,13 +124,15 @@ impl Shard {
         }
     }
 
-    /// [MQTT-3.3.1-5]: store (or replace) the retained message for the topic;
+    /// [MQTT-3.3.1-5]: store (or replace) the retained message for the topic; the broker's own
+    /// `$SYS` topics do not count against `retained_messages_max` (clients cannot write them);
     /// [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: an empty payload deletes it and is not stored.
     fn store_retained(&mut self, message: &Arc<Message>) {
         let topic = message.topic.as_str();
         if message.payload.is_empty() {
             self.retained.remove(topic);
         } else if self.retained.get(topic).is_some()
+            || is_broker_topic(message.topic.as_str())
             || self.retained.len() < self.limits.retained_messages_max as usize
         {
             self.retained.insert(message.topic.clone(), message.clone());
@@ -214,4 +216,9 @@ fn dedupe_matches(matches: &mut Vec<(SessionKey, SubscriptionOptions)>) {
         kept.1.retain_as_published |= later.1.retain_as_published;
         true
     });
+}
+
+/// `$SYS/...`: the broker's own namespace, written only by the broker.
+fn is_broker_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }

@@ -37,7 +37,12 @@ impl SysPublisher {
     pub(super) fn due(&mut self, now: Instant) -> bool {
         match self.interval {
             Some(interval) if now >= self.next_at => {
-                self.next_at = now + interval;
+                // Keep the cadence: the next update is one interval after this one was due, so
+                // timer jitter does not skip updates. After a long stall, restart from now.
+                self.next_at += interval;
+                if self.next_at <= now {
+                    self.next_at = now + interval;
+                }
                 true
             }
             _ => false,

@@ -666,4 +666,3 @@ fn per_connection_state_stays_small() {
     assert!(conn <= 192, "Conn is {conn} bytes");
     assert!(session <= 320, "SessionEntry is {session} bytes");
 }
-
