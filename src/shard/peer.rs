@@ -171,9 +171,11 @@ impl Shard {
         let taken = self
             .mesh
             .drain(max, |from, message| inbox.push((from, message)));
+        self.peers.draining_mesh = true;
         for (from, message) in inbox {
             self.handle_message(now, from, message);
         }
+        self.peers.draining_mesh = false;
         for id in std::mem::take(&mut self.peers.resume) {
             self.process_input(now, id);
         }

@@ -409,3 +409,22 @@ fn sys_totals_count_clients_on_every_shard() {
         .expect("a $SYS update");
     assert_eq!(&last[..], b"3");
 }
+
+#[test]
+fn input_pipelined_behind_connect_is_handled_once_the_session_is_granted() {
+    let mut c = Cluster::new(3, Limits::default());
+    for n in 0..12 {
+        let client = c.open(n % 3);
+        let mut buf = BytesMut::new();
+        let id = format!("pipelined{n}");
+        codec::encode(&connect_packet(&id, true, 0, None), V4, &mut buf).expect("encodes");
+        codec::encode(&subscribe(1, &[("p/#", QoS::AtLeastOnce)]), V4, &mut buf).expect("encodes");
+        c.shards[client.shard].handle_read(c.now, client.conn, &buf);
+        let (packets, _) = c.recv(client);
+        assert!(
+            matches!(&packets[..], [Packet::ConnAck(_), Packet::SubAck(_)]),
+            "client {id} on shard {}: {packets:?}",
+            client.shard
+        );
+    }
+}
