@@ -1,6 +1,14 @@
-//! `ringmq-loadgen`: the bundled load generator. Built out in the load generator issue; today it
-//! only proves that the workspace links the broker's codec.
+//! `ringmq-loadgen`: parse the command line, run, map errors to exit codes.
 
-fn main() {
-    println!("ringmq-loadgen {}", ringmq::VERSION);
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = ringmq_loadgen::cli::Cli::parse();
+    match ringmq_loadgen::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringmq-loadgen: {error}");
+            std::process::ExitCode::from(error.exit_code())
+        }
+    }
 }

@@ -1,0 +1,305 @@
+//! The command line: one subcommand per scenario, plus `compare`, with the flags they share.
+//!
+//! Parsing only; [`crate::scenario`] checks the values against each other and the limits
+//! below and turns them into a plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The longest run accepted, in seconds: every run stops by itself.
+pub const DURATION_S_MAX: f64 = 3_600.0;
+/// The largest payload accepted: the broker's default `packet_size_max` is 1 MiB.
+pub const PAYLOAD_BYTES_MAX: usize = 1_000_000;
+/// Clients in one process: the fd limit here is 20,000 and each client is one socket.
+pub const CLIENTS_MAX: u64 = 19_900;
+
+const ABOUT: &str = "MQTT load generator: one-way latency in HDR histograms, open-loop rates \
+with coordinated-omission correction, loss/duplicate/reorder accounting, broker CPU per message";
+
+const LONG_ABOUT: &str = "\
+MQTT load generator: one-way latency in HDR histograms, open-loop rates with \
+coordinated-omission correction, loss/duplicate/reorder accounting, broker CPU per message.
+
+Every run is bounded by --duration (and --count where given) and stops by itself.
+Each client is one TCP connection and one file descriptor. One process may open at most its \
+RLIMIT_NOFILE hard limit of descriptors (20,000 on the benchmark machines), so `conn` beyond \
+about 19,900 clients needs several ringmq-loadgen processes started side by side, each with \
+its share of --clients (the broker's RSS per connection is then the sum of their deltas). \
+Client source addresses are spread over 127.0.0.1..=127.0.0.K (--source-ips K) so that \
+ephemeral ports do not run out on loopback.
+
+Examples:
+  ringmq-loadgen pubsub --shape p2p --publishers 10 --qos 1 --window 1000 --broker-pid $(pidof ringmq)
+  ringmq-loadgen pubsub --rate 20000 --qos 1 --duration 30 --plot latency.svg
+  ringmq-loadgen conn --clients 10000 --rate 2000 --broker-pid $(pidof mosquitto)
+  ringmq-loadgen retained --topics 10000 --filter '+/7' --subscribers 4
+  ringmq-loadgen compare --a 127.0.0.1:1883 --b 127.0.0.1:1884 --rounds 3 pubsub --qos 1";
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringmq-loadgen", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Open N idle connections at a given rate and hold them: connect latency, connects/s,
+    /// and with --broker-pid the broker's RSS per connection and CPU per connect. RSS rarely
+    /// shrinks, so measure RSS per connection on a freshly started broker.
+    Conn(ConnArgs),
+    /// P publishers, S subscribers over T topics, in one of the standard shapes.
+    Pubsub(PubsubArgs),
+    /// Store R retained messages, then measure SUBSCRIBE -> last retained message for a
+    /// wildcard filter, over and over.
+    Retained(RetainedArgs),
+    /// Run one scenario against two brokers, alternating A, B, A, B..., and print the medians
+    /// side by side with the ratio A/B.
+    Compare(CompareArgs),
+}
+
+/// Flags every scenario has.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Broker host (an address, or a name resolving to one). Only brokers you name are used.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// MQTT protocol level: 3 (3.1), 4 (3.1.1) or 5 (5.0).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=5))]
+    pub mqtt_version: u8,
+    /// Worker threads, each one event loop owning a share of the clients [default: CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Bind client sockets to 127.0.0.1..=127.0.0.K, round-robin (IPv4 loopback targets).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..))]
+    pub source_ips: u8,
+    /// Seconds to run (conn: seconds to hold the connections once all are up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds a client may take from TCP connect to CONNACK (and SUBACK).
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait after the run for acks and deliveries still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_timeout: f64,
+    /// Write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the latency percentile spectrum (log x-axis) as SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// The broker's pid: report its CPU seconds per million messages and its RSS (from /proc).
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Flags of scenarios that publish.
+#[derive(Debug, Clone, Args)]
+pub struct MessageArgs {
+    /// QoS of publishes and subscriptions: 0, 1 or 2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload size; the first 16 bytes carry the send time, publisher and sequence number.
+    #[arg(long, default_value_t = 16)]
+    pub payload_bytes: usize,
+    /// QoS 1/2 messages outstanding per publisher (also capped by the broker's Receive Maximum).
+    #[arg(long, default_value_t = 100)]
+    pub window: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Connections to open (at most 19,900 per process; start several processes for more).
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u64,
+    /// Connects per second over all threads; 0 opens them as fast as 256 per thread in flight allow.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// Who publishes to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// Publisher i -> topic i -> subscriber i.
+    P2p,
+    /// Many publishers over T topics -> a few subscribers on a `+` wildcard.
+    FanIn,
+    /// Publishers on one topic -> many subscribers.
+    FanOut,
+    /// Publishers over T topics -> `$share/g{k}/...` groups; each message reaches one member per group.
+    Shared,
+}
+
+impl Shape {
+    /// The name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::P2p => "p2p",
+            Shape::FanIn => "fan-in",
+            Shape::FanOut => "fan-out",
+            Shape::Shared => "shared",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PubsubArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Who publishes to whom.
+    #[arg(long, value_enum, default_value_t = Shape::P2p)]
+    pub shape: Shape,
+    /// Publishers [default: p2p 10, fan-in 100, fan-out 1, shared 10].
+    #[arg(long, alias = "clients")]
+    pub publishers: Option<u64>,
+    /// Subscribers [default: p2p = publishers, fan-in 1, fan-out 100, shared 10].
+    #[arg(long)]
+    pub subscribers: Option<u64>,
+    /// Topics [default: p2p = publishers, fan-in 1, fan-out 1 (fixed), shared 1].
+    #[arg(long)]
+    pub topics: Option<u64>,
+    /// Share groups for --shape shared; each subscriber j joins group j % G.
+    #[arg(long, default_value_t = 1)]
+    pub groups: u64,
+    /// Messages per second over all publishers (open loop, latency from the scheduled time);
+    /// 0 is max-rate mode with --window outstanding per publisher.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Messages in total over all publishers; the run ends at --count or --duration, whichever first.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Check counts against the broker's own `$SYS/broker/publish/messages/received`: read
+    /// it before the run, then re-read it after the run until it has moved by what we sent,
+    /// for at most this many seconds (more than the broker's $SYS interval; mosquitto's
+    /// default is 10 s). The first reading may be one interval old, so start from a broker
+    /// that has had no publishes for one interval. 0 turns the check off.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub sys_check_wait: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RetainedArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Retained topics to store: `lg/{run}/r/{i/100}/{i%100}`.
+    #[arg(long, default_value_t = 1000)]
+    pub topics: u64,
+    /// Clients subscribing and unsubscribing concurrently.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: u64,
+    /// Filter under the run's retained prefix: `#` matches all, `+/7` one per hundred, `3/#` a branch.
+    #[arg(long, default_value = "#")]
+    pub filter: String,
+    /// Subscribe rounds per subscriber; the run ends at --count or --duration, whichever first.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Broker A, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub a: String,
+    /// Broker B, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub b: String,
+    /// Rounds; each runs the scenario once against A, then once against B.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Broker A's pid, for CPU and RSS figures.
+    #[arg(long)]
+    pub a_pid: Option<u32>,
+    /// Broker B's pid, for CPU and RSS figures.
+    #[arg(long)]
+    pub b_pid: Option<u32>,
+    /// Write every round and the medians as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw A's and B's latency spectra (all rounds merged) as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// The scenario, with its own flags (its --host/--port/--broker-pid/--json/--plot are set
+    /// by compare).
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios `compare` can run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    Conn(ConnArgs),
+    Pubsub(PubsubArgs),
+    Retained(RetainedArgs),
+}
+
+impl Scenario {
+    pub fn common_mut(&mut self) -> &mut CommonArgs {
+        match self {
+            Scenario::Conn(a) => &mut a.common,
+            Scenario::Pubsub(a) => &mut a.common,
+            Scenario::Retained(a) => &mut a.common,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compare_takes_a_scenario_with_its_flags() {
+        let cli = Cli::try_parse_from([
+            "ringmq-loadgen",
+            "compare",
+            "--a",
+            "127.0.0.1:1883",
+            "--b",
+            "127.0.0.1:1884",
+            "--rounds",
+            "2",
+            "pubsub",
+            "--shape",
+            "fan-out",
+            "--qos",
+            "1",
+            "--subscribers",
+            "7",
+        ])
+        .expect("parses");
+        let Command::Compare(compare) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(compare.rounds, 2);
+        let Scenario::Pubsub(p) = compare.scenario else {
+            panic!("not pubsub")
+        };
+        assert_eq!(
+            (p.shape, p.message.qos, p.subscribers),
+            (Shape::FanOut, 1, Some(7))
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Cli::try_parse_from(["ringmq-loadgen", "pubsub", "--qos", "3"]).is_err());
+        assert!(Cli::try_parse_from(["ringmq-loadgen", "conn", "--mqtt-version", "6"]).is_err());
+    }
+}
