@@ -130,6 +130,8 @@ fn full_rings_pause_the_publisher_and_lose_no_qos1() {
         l.mesh_ring_capacity = 4;
         l.mesh_backlog_max = 8;
         l.inflight_max = 100;
+        // The subscriber's own queue must not be the limit: this test is about the mesh.
+        l.queued_messages_max = 10_000;
     });
     let mut sub = RawClient::connected(cluster.shard(1), ConnectOpts::v311("sub"));
     sub.subscribe(&[("flood", QoS::AtLeastOnce)]);
@@ -182,7 +184,11 @@ fn seeded_stress_keeps_qos1_at_least_once_and_in_order() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed);
     let mut rng = Rng(seed | 1);
-    let cluster = Cluster::start(|l| l.mesh_ring_capacity = 64);
+    let cluster = Cluster::start(|l| {
+        l.mesh_ring_capacity = 64;
+        // Slow test threads must not overflow a session queue: this test is about the mesh.
+        l.queued_messages_max = 100_000;
+    });
     // Subscribers read on their own threads: a subscriber left unread would fill its window
     // and queue, and the broker would (correctly) drop beyond `queued_messages_max`.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -52,6 +52,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub trait Stream: 'static {
     fn write_all(&self, bytes: Bytes) -> impl Future<Output = io::Result<()>>;
     fn shutdown(&self);
+    fn set_nodelay(&self) -> io::Result<()>;
 }
 
 /// The writer's handle on one connection.
@@ -280,25 +281,18 @@ pub mod uring {
             // Errors mean the socket is already gone, which is what we wanted.
             let _ = tokio_uring::net::TcpStream::shutdown(self, Shutdown::Both);
         }
+
+        fn set_nodelay(&self) -> io::Result<()> {
+            tokio_uring::net::TcpStream::set_nodelay(self, true)
+        }
     }
 
     pub async fn accept_loop(
         driver: Rc<Driver<tokio_uring::net::TcpStream>>,
         listener: tokio_uring::net::TcpListener,
     ) {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    // Latency comes from our batching, not Nagle's.
-                    let _ = stream.set_nodelay(true);
-                    let stream = Rc::new(stream);
-                    if let Some(id) = driver.register(stream.clone(), peer) {
-                        tokio::task::spawn_local(reader(driver.clone(), stream, id));
-                    }
-                }
-                Err(error) => accept_failed(error).await,
-            }
-        }
+        let listener = &listener;
+        super::accept_loop(driver, move || listener.accept(), reader).await
     }
 
     async fn reader(
@@ -352,24 +346,18 @@ pub mod epoll {
         fn shutdown(&self) {
             let _ = socket2::SockRef::from(self).shutdown(Shutdown::Both);
         }
+
+        fn set_nodelay(&self) -> io::Result<()> {
+            tokio::net::TcpStream::set_nodelay(self, true)
+        }
     }
 
     pub async fn accept_loop(
         driver: Rc<Driver<tokio::net::TcpStream>>,
         listener: tokio::net::TcpListener,
     ) {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let stream = Rc::new(stream);
-                    if let Some(id) = driver.register(stream.clone(), peer) {
-                        tokio::task::spawn_local(reader(driver.clone(), stream, id));
-                    }
-                }
-                Err(error) => accept_failed(error).await,
-            }
-        }
+        let listener = &listener;
+        super::accept_loop(driver, move || listener.accept(), reader).await
     }
 
     async fn reader(
@@ -405,6 +393,31 @@ pub mod epoll {
             driver.return_buffer(buf);
         }
         driver.on_closed(id);
+    }
+}
+
+/// Accepts connections forever on either backend: `accept` yields sockets, `reader` is the
+/// backend's reader task.
+async fn accept_loop<S, A, AF, R, RF>(driver: Rc<Driver<S>>, mut accept: A, reader: R)
+where
+    S: Stream,
+    A: FnMut() -> AF,
+    AF: Future<Output = io::Result<(S, SocketAddr)>>,
+    R: Fn(Rc<Driver<S>>, Rc<S>, ConnectionId) -> RF,
+    RF: Future<Output = ()> + 'static,
+{
+    loop {
+        match accept().await {
+            Ok((stream, peer)) => {
+                // Latency comes from our batching, not Nagle's.
+                let _ = stream.set_nodelay();
+                let stream = Rc::new(stream);
+                if let Some(id) = driver.register(stream.clone(), peer) {
+                    tokio::task::spawn_local(reader(driver.clone(), stream, id));
+                }
+            }
+            Err(error) => accept_failed(error).await,
+        }
     }
 }
 
