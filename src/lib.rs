@@ -13,13 +13,29 @@
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
 //! | [`runtime`] | threads, listeners, signals, I/O backend choice | start-up and shutdown |
 //!
+//! # Where behaviour lives
+//!
+//! | behaviour | file |
+//! |---|---|
+//! | framing, `packet_size_max`, malformed packets | `codec/decode.rs` |
+//! | CONNECT rules, client ids | `session/connect.rs` |
+//! | QoS 1/2 flows, SUBSCRIBE/UNSUBSCRIBE, PING, DISCONNECT | `session/flow.rs` |
+//! | inflight window, offline queue, resend with DUP | `session/deliver.rs` |
+//! | keep-alive | `session/mod.rs` (`keep_alive_expired`), checked by `Shard::handle_tick` |
+//! | take-over, session resume, wills, clean start | `shard/connect.rs` |
+//! | routing, overlapping subscriptions, retained store | `shard/route.rs` |
+//! | cross-shard: interest, client-id home, `$SYS` totals | `shard/peer.rs` |
+//! | `$SYS` topics | `shard/sys.rs` |
+//! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
+//! | rings, doorbell, `ShardMessage` | `mesh/ring.rs`, `mesh/message.rs` |
+//! | io_uring detection and epoll fallback, listeners, signals | `runtime.rs` |
+//!
 //! # Dependency rule
 //!
 //! `codec <- topic <- session <- shard -> mesh`, and `runtime -> shard, mesh`. `mesh` carries
-//! session types but never imports `shard`. `codec`, `topic` and
-//! `session` never import tokio, `shard` or `runtime`: they take bytes and `now` and return
-//! packets and actions, so every protocol rule is testable without a socket.
-//! `tests/tidy.rs` checks this rule.
+//! session types but never imports `shard`. `codec`, `topic` and `session` never import tokio,
+//! `shard` or `runtime`: they take bytes and `now` and return packets and actions, so every
+//! protocol rule is testable without a socket. `tests/tidy.rs` checks this rule.
 
 pub mod codec;
 pub mod config;
