@@ -35,6 +35,8 @@ pub struct Stats {
     pub wills_published: u64,
     /// QoS 0 messages not forwarded to another shard because the mesh was backed up.
     pub mesh_dropped_qos0: u64,
+    /// Times a publishing connection was paused because a subscriber it feeds was congested.
+    pub publishers_throttled: u64,
 }
 
 impl Stats {
@@ -58,5 +60,6 @@ impl Stats {
         self.takeovers += other.takeovers;
         self.wills_published += other.wills_published;
         self.mesh_dropped_qos0 += other.mesh_dropped_qos0;
+        self.publishers_throttled += other.publishers_throttled;
     }
 }

@@ -42,10 +42,17 @@ pub enum ShardMessage {
     /// A published message. `deliver`: the receiver has matching subscribers; a retained
     /// message is also sent to every other shard with `deliver == false`, to update its copy of
     /// the retained store.
+    /// `origin` is the publishing connection on the sending shard, for flow control.
     Publish {
         message: Arc<Message>,
         deliver: bool,
+        origin: Option<u64>,
     },
+    /// Stop reading from this connection of the receiver's: it publishes into a congested
+    /// session on the sender.
+    Throttle { conn: u64 },
+    /// Lift every throttle the sender asked for.
+    Release,
     /// The sender gained (`add`) or lost its first/last local subscription with this filter.
     /// Numbered so that the sender knows when every peer has seen it.
     Interest {

@@ -26,7 +26,9 @@ pub enum Delivery {
 impl Session {
     /// Delivers a routed message at `qos` (already min(published, granted)). `retain` is the
     /// flag to send [MQTT-3.3.1-8]/[MQTT-3.3.1-9]. `out` is the connection's output buffer,
-    /// `None` while the client is offline.
+    /// `None` while the client is offline. `queue_max` is the queue bound for this message:
+    /// `queued_messages_max`, or more for messages already in flight from a throttled publisher
+    /// (see `shard::flow`).
     pub fn deliver(
         &mut self,
         message: &Arc<Message>,
@@ -34,6 +36,7 @@ impl Session {
         retain: bool,
         out: Option<&mut Outbox>,
         limits: &Limits,
+        queue_max: usize,
     ) -> Delivery {
         let version = self.link.as_ref().map(|l| l.version);
         match (qos, out, version) {
@@ -59,7 +62,7 @@ impl Session {
                 Delivery::Sent
             }
             _ => {
-                if self.queue.len() >= limits.queued_messages_max as usize {
+                if self.queue.len() >= queue_max {
                     return Delivery::DroppedQueueFull;
                 }
                 self.queue.push_back(Queued {

@@ -34,6 +34,12 @@ impl Session {
             .expect("handle_packet on a session without a connection");
         // Any control packet resets the keep-alive timer [MQTT-3.1.2-23].
         link.last_packet_at = now;
+        if matches!(
+            packet,
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)
+        ) {
+            link.last_ack_at = now;
+        }
         let version = link.version;
         match packet {
             Packet::Publish(publish) => self.handle_publish(version, publish, out, actions),

@@ -111,6 +111,9 @@ pub struct Link {
     /// Zero turns keep-alive off.
     keep_alive_ms: u64,
     last_packet_at: Instant,
+    /// When the client last acknowledged an outbound message (or connected): a client that
+    /// stops acknowledging is stalled, and no longer slows its publishers down.
+    last_ack_at: Instant,
     /// Boxed: a will with its properties is several hundred bytes, and most clients have none.
     will: Option<Box<ValidWill>>,
 }
@@ -208,6 +211,7 @@ impl Session {
             version,
             keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
             last_packet_at: now,
+            last_ack_at: now,
             will: params.will.clone().map(Box::new),
         });
         self.resend_inflight(out) + self.pump_queue(out, limits)
@@ -240,6 +244,32 @@ impl Session {
         }
     }
 
+    /// True while this online client reads too slowly for what is routed to it: its queue is
+    /// past a quarter of `queued_messages_max` and it acknowledged something within
+    /// [`STALL_AFTER`]. The shard then stops reading from the publishers that feed it, so QoS 1/2
+    /// waits in their sockets instead of overflowing this queue.
+    pub fn is_congested(&self, now: Instant, limits: &crate::config::Limits) -> bool {
+        match &self.link {
+            Some(link) => {
+                self.queue.len() >= congestion_high_water(limits)
+                    && now.saturating_duration_since(link.last_ack_at) < STALL_AFTER
+            }
+            None => false,
+        }
+    }
+
+    /// True once the queue has drained to an eighth of `queued_messages_max`, or the client has
+    /// gone offline or stalled: its publishers may run again.
+    pub fn is_decongested(&self, now: Instant, limits: &crate::config::Limits) -> bool {
+        match &self.link {
+            Some(link) => {
+                self.queue.len() <= limits.queued_messages_max as usize / 8
+                    || now.saturating_duration_since(link.last_ack_at) >= STALL_AFTER
+            }
+            None => true,
+        }
+    }
+
     fn allocate_packet_id(&mut self) -> PacketId {
         // The window is at most 65,535 entries, so a free id always exists; ids in use are
         // skipped so that a slow ack never collides with a new message.
@@ -251,6 +281,15 @@ impl Session {
             }
         }
     }
+}
+
+/// A client that has not acknowledged anything for this long no longer throttles its
+/// publishers: a consumer that stopped reading must not stop everyone else. Its queue then
+/// fills and drops at `queued_messages_max`, counted, as mosquitto's does.
+pub const STALL_AFTER: Duration = Duration::from_secs(2);
+
+fn congestion_high_water(limits: &crate::config::Limits) -> usize {
+    (limits.queued_messages_max as usize / 4).max(1)
 }
 
 /// A connection's pending output: encoded packets not yet handed to the socket.

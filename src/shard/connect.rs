@@ -65,12 +65,14 @@ impl Shard {
                     filter,
                     options,
                     existed,
-                } => self.subscribe(key, &filter, options, existed),
+                } => self.subscribe(now, key, &filter, options, existed),
                 Action::Unsubscribed(filter) => self.unsubscribe(key, &filter),
                 Action::Disconnect => self.end_connection(now, id, End::Graceful),
             }
         }
         self.actions = actions;
+        // Acknowledgements may have drained a congested queue.
+        self.check_congestion(now);
         if let Err(violation) = result {
             self.stats.protocol_errors += 1;
             let client_id = self.sessions[key.0 as usize].session.client_id();

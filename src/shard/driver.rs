@@ -112,6 +112,7 @@ impl<S: Stream> Driver<S> {
         self.shard
             .borrow_mut()
             .handle_read(Instant::now(), id, data);
+        self.wake_released();
         self.flush.notify_one();
     }
 
@@ -119,6 +120,7 @@ impl<S: Stream> Driver<S> {
     pub fn on_closed(&self, id: ConnectionId) {
         self.shard.borrow_mut().handle_closed(Instant::now(), id);
         self.handles.borrow_mut().remove(&id);
+        self.wake_released();
         self.flush.notify_one();
     }
 
@@ -142,10 +144,18 @@ impl<S: Stream> Driver<S> {
         self.read_buffer_bytes
     }
 
-    /// Waits while the mesh is backed up. Readers call it before posting each read.
-    pub async fn read_gate(&self) {
-        while self.reads_paused.get() {
+    /// Waits while the mesh is backed up or flow control throttles this connection. Readers
+    /// call it before posting each read.
+    pub async fn read_gate(&self, id: ConnectionId) {
+        while self.reads_paused.get() || self.shard.borrow().is_throttled(id) {
             self.reads_resumed.notified().await;
+        }
+    }
+
+    /// Wakes paused readers if the shard lifted a throttle. Call after any shard work.
+    fn wake_released(&self) {
+        if self.shard.borrow_mut().take_released() {
+            self.reads_resumed.notify_waiters();
         }
     }
 
@@ -172,6 +182,7 @@ impl<S: Stream> Driver<S> {
                 (taken, shard.flush_mesh())
             };
             self.update_read_gate(backlog);
+            self.wake_released();
             self.flush.notify_one();
             if backlog > 0 {
                 // A peer's ring is full: let this shard's sockets run, then try again. The peer
@@ -243,6 +254,7 @@ impl<S: Stream> Driver<S> {
         loop {
             interval.tick().await;
             self.shard.borrow_mut().handle_tick(Instant::now());
+            self.wake_released();
             self.flush.notify_one();
         }
     }
@@ -302,7 +314,7 @@ pub mod uring {
     ) {
         let mut busy = false;
         loop {
-            driver.read_gate().await;
+            driver.read_gate(id).await;
             let buf = if busy {
                 driver.take_buffer()
             } else {
@@ -366,7 +378,7 @@ pub mod epoll {
         id: ConnectionId,
     ) {
         loop {
-            driver.read_gate().await;
+            driver.read_gate(id).await;
             if stream.readable().await.is_err() {
                 break;
             }

@@ -30,6 +30,7 @@
 
 mod connect;
 pub mod driver;
+mod flow;
 mod peer;
 mod route;
 mod sys;
@@ -113,6 +114,8 @@ struct Conn {
     dirty: bool,
     /// Output is held until every peer has acknowledged interest update `hold_until`.
     hold_until: u64,
+    /// How many shards currently ask us not to read from this connection (flow control).
+    throttles: u16,
     peer: SocketAddr,
 }
 
@@ -145,6 +148,7 @@ pub struct Shard {
     sys: sys::SysPublisher,
     mesh: Endpoint<ShardMessage>,
     peers: peer::Peers,
+    flow: flow::FlowControl,
 }
 
 impl Shard {
@@ -179,6 +183,7 @@ impl Shard {
             sys: sys::SysPublisher::new(now, sys_interval_s),
             mesh,
             peers: peer::Peers::new(shards),
+            flow: flow::FlowControl::new(shards),
         };
         shard.init_peers();
         shard
@@ -220,6 +225,7 @@ impl Shard {
             out: Outbox::default(),
             dirty: false,
             hold_until: 0,
+            throttles: 0,
             peer,
         });
         self.stats.connections_accepted += 1;
@@ -296,6 +302,8 @@ impl Shard {
         // A connection that vanishes while attached is an ungraceful loss: its will goes out.
         self.end_connection(now, id, End::Lost);
         self.conns.remove(id.index as usize);
+        // A congested subscriber that went away no longer holds its publishers back.
+        self.check_congestion(now);
     }
 
     /// Timer work: keep-alive, CONNECT timeouts and `$SYS`. Call about once a second.
@@ -324,6 +332,7 @@ impl Shard {
             self.stats.keep_alive_timeouts += u64::from(end == End::KeepAliveTimeout);
             self.end_connection(now, id, end);
         }
+        self.check_congestion(now);
         if self.sys.due(now) {
             self.sys_tick(now);
         }

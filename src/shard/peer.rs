@@ -199,7 +199,13 @@ impl Shard {
 
     fn handle_message(&mut self, now: Instant, from: ShardId, message: ShardMessage) {
         match message {
-            ShardMessage::Publish { message, deliver } => self.on_remote_publish(message, deliver),
+            ShardMessage::Publish {
+                message,
+                deliver,
+                origin,
+            } => self.on_remote_publish(now, from, message, deliver, origin),
+            ShardMessage::Throttle { conn } => self.apply_throttle(from, conn),
+            ShardMessage::Release => self.release_from(from),
             ShardMessage::Interest { filter, add, seq } => {
                 if add {
                     self.peers.remote.insert(&filter, from, ());

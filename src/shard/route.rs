@@ -16,7 +16,7 @@ impl Shard {
     /// peers that want it, then to local subscribers. `from` is the publishing session.
     pub(super) fn publish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         from: Option<SessionKey>,
         message: Arc<Message>,
     ) {
@@ -28,20 +28,35 @@ impl Shard {
         if !message.topic.is_sys() {
             self.stats.publish_received += 1;
         }
-        self.forward(&message);
-        self.route_local(&message, true);
+        // The publishing connection, so that flow control can slow it down.
+        let origin = from
+            .and_then(|key| self.sessions[key.0 as usize].conn)
+            .map(|c| c.to_u64());
+        self.forward(&message, origin);
+        self.flow.set_origin(origin.map(|conn| (self.id, conn)));
+        self.route_local(now, &message, true);
+        self.flow.set_origin(None);
     }
 
     /// A message published on another shard: `deliver` when we have matching subscribers;
     /// retained messages arrive either way to keep our copy of the store current.
-    pub(super) fn on_remote_publish(&mut self, message: Arc<Message>, deliver: bool) {
-        self.route_local(&message, deliver);
+    pub(super) fn on_remote_publish(
+        &mut self,
+        now: Instant,
+        from: ShardId,
+        message: Arc<Message>,
+        deliver: bool,
+        origin: Option<u64>,
+    ) {
+        self.flow.set_origin(origin.map(|conn| (from, conn)));
+        self.route_local(now, &message, deliver);
+        self.flow.set_origin(None);
     }
 
     /// Sends `message` once to each peer with matching interest, and to every peer if it is
     /// retained. Under mesh backpressure QoS 0 is dropped (counted); QoS 1/2 always queue and
     /// the driver stops reading until the backlog drains.
-    fn forward(&mut self, message: &Arc<Message>) {
+    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>) {
         if self.peers.shard_count() == 1 {
             return;
         }
@@ -65,6 +80,7 @@ impl Shard {
                 ShardMessage::Publish {
                     message: message.clone(),
                     deliver,
+                    origin,
                 },
             );
         }
@@ -72,7 +88,7 @@ impl Shard {
 
     /// Stores a retained message and, if `deliver`, hands it to every matching local session
     /// once, at the highest granted QoS.
-    fn route_local(&mut self, message: &Arc<Message>, deliver: bool) {
+    fn route_local(&mut self, now: Instant, message: &Arc<Message>, deliver: bool) {
         if message.retain {
             self.store_retained(message);
         }
@@ -90,7 +106,7 @@ impl Shard {
             // [MQTT-3.3.1-9]: forwarded to existing subscriptions with retain 0, unless 5.0's
             // Retain As Published asks for the original flag.
             let retain = options.retain_as_published && message.retain;
-            self.deliver_to(key, message, options, retain);
+            self.deliver_to(now, key, message, options, retain);
         }
         self.matches = matches;
     }
@@ -98,12 +114,14 @@ impl Shard {
     /// Hands `message` to one session at min(published, granted) QoS [MQTT-3.8.4-6].
     fn deliver_to(
         &mut self,
+        now: Instant,
         key: SessionKey,
         message: &Arc<Message>,
         options: SubscriptionOptions,
         retain: bool,
     ) {
         let qos = message.qos.min(options.qos);
+        let queue_max = self.flow.queue_max(&self.limits);
         let entry = &mut self.sessions[key.0 as usize];
         let conn_id = entry.conn;
         let out = conn_id
@@ -111,7 +129,7 @@ impl Shard {
             .map(|conn| &mut conn.out);
         match entry
             .session
-            .deliver(message, qos, retain, out, &self.limits)
+            .deliver(message, qos, retain, out, &self.limits, queue_max)
         {
             Delivery::Sent => {
                 self.stats.publish_sent += 1;
@@ -119,8 +137,15 @@ impl Shard {
                     self.mark_dirty(id);
                 }
             }
-            Delivery::Queued => self.stats.publish_queued += 1,
-            Delivery::DroppedQoS0 | Delivery::DroppedQueueFull => self.stats.publish_dropped += 1,
+            Delivery::Queued => {
+                self.stats.publish_queued += 1;
+                self.note_queued(now, key);
+            }
+            Delivery::DroppedQueueFull => {
+                self.stats.publish_dropped += 1;
+                self.note_queued(now, key);
+            }
+            Delivery::DroppedQoS0 => self.stats.publish_dropped += 1,
         }
     }
 
@@ -150,6 +175,7 @@ impl Shard {
     /// [MQTT-3.3.1-6] with the retain flag set [MQTT-3.3.1-8].
     pub(super) fn subscribe(
         &mut self,
+        now: Instant,
         key: SessionKey,
         filter: &SubscriptionFilter,
         options: SubscriptionOptions,
@@ -173,7 +199,7 @@ impl Shard {
         self.retained
             .for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
         for message in retained {
-            self.deliver_to(key, &message, options, true);
+            self.deliver_to(now, key, &message, options, true);
         }
     }
 

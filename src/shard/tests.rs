@@ -666,3 +666,73 @@ fn per_connection_state_stays_small() {
     assert!(conn <= 192, "Conn is {conn} bytes");
     assert!(session <= 320, "SessionEntry is {session} bytes");
 }
+
+/// Publishes `n` QoS 1 messages on `t` from `publisher`, and returns the subscriber's PUBLISHes.
+fn flood(sim: &mut Sim, publisher: ConnectionId, sub: ConnectionId, n: u16) -> Vec<Publish> {
+    for id in 1..=n {
+        sim.send(
+            publisher,
+            &publish("t", "x", QoS::AtLeastOnce, false, Some(id)),
+        );
+    }
+    sim.recv(publisher);
+    publishes(&sim.recv(sub).0).into_iter().cloned().collect()
+}
+
+#[test]
+fn a_congested_subscriber_throttles_its_publisher_until_it_drains() {
+    let limits = Limits {
+        inflight_max: 4,
+        queued_messages_max: 40,
+        ..Limits::default()
+    };
+    let mut sim = Sim::new(limits);
+    let (sub, _) = sim.connect("sub", true);
+    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    sim.recv(sub);
+    let (publisher, _) = sim.connect("pub", true);
+    let sent = flood(&mut sim, publisher, sub, 14);
+    assert_eq!(
+        sent.len(),
+        4,
+        "window of 4; 10 queued = a quarter of 40: congested"
+    );
+    assert!(sim.shard.is_throttled(publisher), "publisher paused");
+    assert!(
+        !sim.shard.is_throttled(sub),
+        "the subscriber itself keeps being read"
+    );
+    // The subscriber catches up: the queue drains and the publisher runs again.
+    let mut pending: Vec<Publish> = sent;
+    while let Some(p) = pending.pop() {
+        sim.send(sub, &Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1"))));
+        pending.extend(publishes(&sim.recv(sub).0).into_iter().cloned());
+    }
+    assert!(!sim.shard.is_throttled(publisher));
+    assert!(
+        sim.shard.take_released(),
+        "the driver is told to wake the reader"
+    );
+    assert_eq!(sim.shard.stats().publish_dropped, 0);
+}
+
+#[test]
+fn a_stalled_subscriber_stops_throttling_its_publisher() {
+    let limits = Limits {
+        inflight_max: 4,
+        queued_messages_max: 40,
+        ..Limits::default()
+    };
+    let mut sim = Sim::new(limits);
+    let (sub, _) = sim.connect("sub", true);
+    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    sim.recv(sub);
+    let (publisher, _) = sim.connect("pub", true);
+    flood(&mut sim, publisher, sub, 14);
+    assert!(sim.shard.is_throttled(publisher));
+    sim.advance(crate::session::STALL_AFTER + Duration::from_secs(1));
+    assert!(
+        !sim.shard.is_throttled(publisher),
+        "no ack for STALL_AFTER: stalled, not congested"
+    );
+}

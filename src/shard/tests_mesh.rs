@@ -428,3 +428,38 @@ fn input_pipelined_behind_connect_is_handled_once_the_session_is_granted() {
         );
     }
 }
+
+#[test]
+fn a_congested_subscriber_throttles_a_publisher_on_another_shard() {
+    let limits = Limits {
+        inflight_max: 4,
+        queued_messages_max: 40,
+        ..Limits::default()
+    };
+    let mut c = Cluster::new(2, limits);
+    let (sub, _) = c.connect(1, "sub", true, None);
+    c.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    c.recv(sub);
+    let (publisher, _) = c.connect(0, "pub", true, None);
+    for id in 1..=14 {
+        c.send(
+            publisher,
+            &publish("t", "x", QoS::AtLeastOnce, false, Some(id)),
+        );
+    }
+    assert!(
+        c.shards[0].is_throttled(publisher.conn),
+        "throttled across the mesh"
+    );
+    let mut pending: Vec<codec::Publish> = publishes(&c.recv(sub).0).into_iter().cloned().collect();
+    assert_eq!(pending.len(), 4);
+    while let Some(p) = pending.pop() {
+        c.send(sub, &Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1"))));
+        pending.extend(publishes(&c.recv(sub).0).into_iter().cloned());
+    }
+    assert!(
+        !c.shards[0].is_throttled(publisher.conn),
+        "released across the mesh"
+    );
+    assert_eq!(c.shards[1].stats().publish_dropped, 0);
+}

@@ -1,0 +1,157 @@
+//! Publisher flow control: slow the publishers, don't drop the messages.
+//!
+//! When a routed QoS 1/2 message lands in the queue of an online client that is reading too
+//! slowly ([`Session::is_congested`]), the shard stops reading from the connection that
+//! published it. If that connection lives on another shard, the owner is told with
+//! `ShardMessage::Throttle`. Once every congested session on this shard has drained (or its
+//! client has gone offline or stalled), every throttle this shard placed is lifted at once:
+//! locally, and with `ShardMessage::Release` to the peers. The unread publishes wait in the
+//! publishers' sockets, and TCP slows the publishers down.
+//!
+//! A stalled consumer (no acknowledgement for `session::STALL_AFTER`) stops counting as
+//! congested, so one dead subscriber cannot freeze its publishers; its queue fills and drops at
+//! `queued_messages_max` instead, counted.
+//!
+//! [`Session::is_congested`]: crate::session::Session::is_congested
+
+use std::time::Instant;
+
+use ahash::AHashSet;
+
+use crate::mesh::{ShardId, ShardMessage};
+
+use super::{ConnectionId, SessionKey, Shard};
+
+/// How far past `queued_messages_max` a congested queue may grow with messages that were
+/// already in flight from publishers this shard has throttled.
+pub const OVERSHOOT_FACTOR: usize = 4;
+
+/// The flow-control state of one shard.
+#[derive(Debug)]
+pub(super) struct FlowControl {
+    /// Online sessions of this shard that are congested.
+    congested: AHashSet<SessionKey>,
+    /// Connections (on any shard, this one included) this shard has asked to throttle.
+    throttling: AHashSet<(ShardId, u64)>,
+    /// This shard's connections that are throttled, by the shard that asked.
+    throttled_by: Vec<AHashSet<ConnectionId>>,
+    /// The connection whose publish is being routed right now, if any.
+    origin: Option<(ShardId, u64)>,
+    /// Some connection's last throttle was lifted since the driver last looked.
+    released: bool,
+}
+
+impl FlowControl {
+    pub(super) fn new(shards: usize) -> FlowControl {
+        FlowControl {
+            congested: AHashSet::new(),
+            throttling: AHashSet::new(),
+            throttled_by: (0..shards).map(|_| AHashSet::new()).collect(),
+            origin: None,
+            released: false,
+        }
+    }
+
+    pub(super) fn set_origin(&mut self, origin: Option<(ShardId, u64)>) {
+        self.origin = origin;
+    }
+
+    /// The queue bound for the message being routed. A publisher already throttled may still
+    /// have messages in flight (read before the throttle, or in a ring from another shard);
+    /// those may take a congested queue up to [`OVERSHOOT_FACTOR`] times `queued_messages_max`
+    /// rather than be dropped. Anything else gets the configured bound.
+    pub(super) fn queue_max(&self, limits: &crate::config::Limits) -> usize {
+        let max = limits.queued_messages_max as usize;
+        match self.origin {
+            Some(origin) if self.throttling.contains(&origin) => max * OVERSHOOT_FACTOR,
+            _ => max,
+        }
+    }
+}
+
+impl Shard {
+    /// After a delivery to `key` was queued: if its client is congested, throttle the
+    /// publisher of the message being routed.
+    pub(super) fn note_queued(&mut self, now: Instant, key: SessionKey) {
+        if !self.sessions[key.0 as usize]
+            .session
+            .is_congested(now, &self.limits)
+        {
+            return;
+        }
+        self.flow.congested.insert(key);
+        let Some(origin) = self.flow.origin else {
+            return;
+        };
+        if !self.flow.throttling.insert(origin) {
+            return;
+        }
+        self.stats.publishers_throttled += 1;
+        if origin.0 == self.id {
+            self.apply_throttle(self.id, origin.1);
+        } else {
+            self.mesh
+                .send(origin.0, ShardMessage::Throttle { conn: origin.1 });
+        }
+    }
+
+    /// Throttles one of this shard's connections on behalf of `source`.
+    pub(super) fn apply_throttle(&mut self, source: ShardId, conn: u64) {
+        let id = ConnectionId::from_u64(conn);
+        if self.conn(id).is_some() && self.flow.throttled_by[source.index()].insert(id) {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.throttles += 1;
+            }
+        }
+    }
+
+    /// Lifts every throttle `source` placed on this shard's connections.
+    pub(super) fn release_from(&mut self, source: ShardId) {
+        let ids: Vec<ConnectionId> = self.flow.throttled_by[source.index()].drain().collect();
+        for id in ids {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.throttles = conn.throttles.saturating_sub(1);
+                if conn.throttles == 0 {
+                    self.flow.released = true;
+                }
+            }
+        }
+    }
+
+    /// Forgets sessions that are no longer congested; when none is left, lifts every throttle
+    /// this shard placed.
+    pub(super) fn check_congestion(&mut self, now: Instant) {
+        if self.flow.congested.is_empty() && self.flow.throttling.is_empty() {
+            return;
+        }
+        let (sessions, limits) = (&self.sessions, &self.limits);
+        self.flow.congested.retain(|key| {
+            sessions
+                .get(key.0 as usize)
+                .is_some_and(|e| !e.session.is_decongested(now, limits))
+        });
+        if !self.flow.congested.is_empty() {
+            return;
+        }
+        let mut shards: Vec<ShardId> = self.flow.throttling.drain().map(|(s, _)| s).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            if shard == self.id {
+                self.release_from(self.id);
+            } else {
+                self.mesh.send(shard, ShardMessage::Release);
+            }
+        }
+    }
+
+    /// Whether the driver should hold back the next read on this connection.
+    pub fn is_throttled(&self, id: ConnectionId) -> bool {
+        self.conn(id).is_some_and(|c| c.throttles > 0)
+    }
+
+    /// True once after some connection's last throttle was lifted: wake the paused readers.
+    pub fn take_released(&mut self) -> bool {
+        std::mem::take(&mut self.flow.released)
+    }
+}
