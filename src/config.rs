@@ -28,7 +28,10 @@ pub struct Limits {
     pub inflight_max: u16,
     /// QoS 1/2 messages queued per session beyond the inflight window, online or offline
     /// (mosquitto's `max_queued_messages`). When full, new messages for that session are
-    /// dropped and counted in `messages_dropped`.
+    /// dropped and counted (`$SYS/broker/publish/messages/dropped`). Before that happens to an
+    /// online client that is still acknowledging, flow control (`shard::flow`) pauses the
+    /// publishers feeding it once its queue passes a quarter of this; messages already in the
+    /// mesh from a paused publisher on another shard may exceed it by `mesh_ring_capacity`.
     pub queued_messages_max: u32,
     /// Bytes of encoded output buffered per connection before QoS 0 messages to it are dropped
     /// (counted). QoS 1/2 output is bounded by the inflight window instead.

@@ -2,7 +2,8 @@
 //!
 //! When a routed QoS 1/2 message lands in the queue of an online client that is reading too
 //! slowly ([`Session::is_congested`]), the shard stops reading from the connection that
-//! published it. If that connection lives on another shard, the owner is told with
+//! published it, and stops decoding what is already buffered from it (so a large read does not
+//! overshoot the queue). If that connection lives on another shard, the owner is told with
 //! `ShardMessage::Throttle`. Once every congested session on this shard has drained (or its
 //! client has gone offline or stalled), every throttle this shard placed is lifted at once:
 //! locally, and with `ShardMessage::Release` to the peers. The unread publishes wait in the
@@ -22,10 +23,6 @@ use crate::mesh::{ShardId, ShardMessage};
 
 use super::{ConnectionId, SessionKey, Shard};
 
-/// How far past `queued_messages_max` a congested queue may grow with messages that were
-/// already in flight from publishers this shard has throttled.
-pub const OVERSHOOT_FACTOR: usize = 4;
-
 /// The flow-control state of one shard.
 #[derive(Debug)]
 pub(super) struct FlowControl {
@@ -39,6 +36,8 @@ pub(super) struct FlowControl {
     origin: Option<(ShardId, u64)>,
     /// Some connection's last throttle was lifted since the driver last looked.
     released: bool,
+    /// Connections whose last throttle was lifted and whose buffered input must be decoded.
+    resume: Vec<ConnectionId>,
 }
 
 impl FlowControl {
@@ -49,6 +48,7 @@ impl FlowControl {
             throttled_by: (0..shards).map(|_| AHashSet::new()).collect(),
             origin: None,
             released: false,
+            resume: Vec::new(),
         }
     }
 
@@ -56,14 +56,17 @@ impl FlowControl {
         self.origin = origin;
     }
 
-    /// The queue bound for the message being routed. A publisher already throttled may still
-    /// have messages in flight (read before the throttle, or in a ring from another shard);
-    /// those may take a congested queue up to [`OVERSHOOT_FACTOR`] times `queued_messages_max`
-    /// rather than be dropped. Anything else gets the configured bound.
-    pub(super) fn queue_max(&self, limits: &crate::config::Limits) -> usize {
+    /// The queue bound for the message being routed. A local publisher stops being decoded the
+    /// moment it is throttled, so its messages get the configured bound. A publisher on another
+    /// shard keeps sending until our `Throttle` reaches it; what it sent meanwhile is already in
+    /// the mesh, bounded by the ring, so a congested queue may take up to `mesh_ring_capacity`
+    /// more of those rather than drop them.
+    pub(super) fn queue_max(&self, me: ShardId, limits: &crate::config::Limits) -> usize {
         let max = limits.queued_messages_max as usize;
         match self.origin {
-            Some(origin) if self.throttling.contains(&origin) => max * OVERSHOOT_FACTOR,
+            Some(origin) if origin.0 != me && self.throttling.contains(&origin) => {
+                max + limits.mesh_ring_capacity as usize
+            }
             _ => max,
         }
     }
@@ -113,6 +116,7 @@ impl Shard {
                 conn.throttles = conn.throttles.saturating_sub(1);
                 if conn.throttles == 0 {
                     self.flow.released = true;
+                    self.flow.resume.push(id);
                 }
             }
         }
@@ -141,6 +145,16 @@ impl Shard {
                 self.release_from(self.id);
             } else {
                 self.mesh.send(shard, ShardMessage::Release);
+            }
+        }
+    }
+
+    /// Decodes the input that throttled connections left buffered, now that they may run.
+    /// Called at the end of every entry point, never from inside another connection's decode.
+    pub(super) fn resume_released(&mut self, now: Instant) {
+        while !self.flow.resume.is_empty() {
+            for id in std::mem::take(&mut self.flow.resume) {
+                self.process_input(now, id);
             }
         }
     }

@@ -258,6 +258,7 @@ impl Shard {
         conn.read_buf.extend_from_slice(data);
         self.stats.bytes_received += data.len() as u64;
         self.process_input(now, id);
+        self.resume_released(now);
     }
 
     /// Decodes and handles buffered input until it runs out or the connection must wait.
@@ -267,6 +268,10 @@ impl Shard {
             let Some(conn) = self.conn_mut(id) else {
                 return;
             };
+            if conn.throttles > 0 {
+                // Flow control: the rest waits until a congested subscriber catches up.
+                break;
+            }
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
@@ -304,6 +309,7 @@ impl Shard {
         self.conns.remove(id.index as usize);
         // A congested subscriber that went away no longer holds its publishers back.
         self.check_congestion(now);
+        self.resume_released(now);
     }
 
     /// Timer work: keep-alive, CONNECT timeouts and `$SYS`. Call about once a second.
@@ -333,6 +339,7 @@ impl Shard {
             self.end_connection(now, id, end);
         }
         self.check_congestion(now);
+        self.resume_released(now);
         if self.sys.due(now) {
             self.sys_tick(now);
         }

@@ -179,6 +179,7 @@ impl Shard {
         for id in std::mem::take(&mut self.peers.resume) {
             self.process_input(now, id);
         }
+        self.resume_released(now);
         taken
     }
 
