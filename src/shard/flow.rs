@@ -56,15 +56,14 @@ impl FlowControl {
         self.origin = origin;
     }
 
-    /// The queue bound for the message being routed. A local publisher stops being decoded the
-    /// moment it is throttled, so its messages get the configured bound. A publisher on another
-    /// shard keeps sending until our `Throttle` reaches it; what it sent meanwhile is already in
-    /// the mesh, bounded by the ring, so a congested queue may take up to `mesh_ring_capacity`
-    /// more of those rather than drop them.
-    pub(super) fn queue_max(&self, me: ShardId, limits: &crate::config::Limits) -> usize {
+    /// The queue bound for the message being routed. A throttled publisher may still have
+    /// messages in flight: one already decoded locally when the throttle came, or those already
+    /// in the mesh from another shard (bounded by the ring). A congested queue may take up to
+    /// `mesh_ring_capacity` of those beyond `queued_messages_max` rather than drop them.
+    pub(super) fn queue_max(&self, limits: &crate::config::Limits) -> usize {
         let max = limits.queued_messages_max as usize;
         match self.origin {
-            Some(origin) if origin.0 != me && self.throttling.contains(&origin) => {
+            Some(origin) if self.throttling.contains(&origin) => {
                 max + limits.mesh_ring_capacity as usize
             }
             _ => max,
@@ -73,6 +72,15 @@ impl FlowControl {
 }
 
 impl Shard {
+    /// Before a delivery to `key`: if that session is already congested, throttle the publisher
+    /// of the message being routed first, so that its message counts as in flight rather than
+    /// being dropped (this is what lets a thousand publishers fan in to one slow subscriber).
+    pub(super) fn before_delivery(&mut self, key: SessionKey) {
+        if self.flow.congested.contains(&key) {
+            self.throttle_origin(key);
+        }
+    }
+
     /// After a delivery to `key` was queued: if its client is congested, throttle the
     /// publisher of the message being routed.
     pub(super) fn note_queued(&mut self, now: Instant, key: SessionKey) {
@@ -83,10 +91,19 @@ impl Shard {
             return;
         }
         self.flow.congested.insert(key);
+        self.throttle_origin(key);
+    }
+
+    /// Throttles the connection whose publish is being routed, unless it is the congested
+    /// session's own connection (its acknowledgements are what clear the congestion).
+    fn throttle_origin(&mut self, congested: SessionKey) {
         let Some(origin) = self.flow.origin else {
             return;
         };
-        if !self.flow.throttling.insert(origin) {
+        let own = self.sessions[congested.0 as usize]
+            .conn
+            .map(|c| (self.id, c.to_u64()));
+        if own == Some(origin) || !self.flow.throttling.insert(origin) {
             return;
         }
         self.stats.publishers_throttled += 1;

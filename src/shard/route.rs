@@ -121,7 +121,8 @@ impl Shard {
         retain: bool,
     ) {
         let qos = message.qos.min(options.qos);
-        let queue_max = self.flow.queue_max(self.id, &self.limits);
+        self.before_delivery(key);
+        let queue_max = self.flow.queue_max(&self.limits);
         let entry = &mut self.sessions[key.0 as usize];
         let conn_id = entry.conn;
         let out = conn_id
