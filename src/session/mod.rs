@@ -28,8 +28,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::{AHashMap, AHashSet};
 use bytes::BytesMut;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use crate::codec::{
     encode, ByteStr, ConnAck, Packet, PacketId, Properties, ProtocolVersion, QoS, ReasonCode,
@@ -126,14 +128,14 @@ pub struct Session {
     persistent: bool,
     /// Keyed by the filter exactly as subscribed, so a repeated SUBSCRIBE replaces
     /// [MQTT-3.8.4-3].
-    subscriptions: AHashMap<ByteStr, Subscription>,
+    subscriptions: HashMap<ByteStr, Subscription, SessionHasher>,
     /// In send order, so a resume resends in the original order [MQTT-4.6.0-1].
     inflight: VecDeque<Outbound>,
     /// Bounded by `Limits::queued_messages_max`.
     queue: VecDeque<Queued>,
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a repeat PUBLISH with one of these
     /// ids is not routed again. Bounded by the 16-bit id space.
-    inbound_qos2: AHashSet<PacketId>,
+    inbound_qos2: HashSet<PacketId, SessionHasher>,
     next_packet_id: PacketId,
     link: Option<Link>,
 }
@@ -143,10 +145,10 @@ impl Session {
         Session {
             client_id,
             persistent,
-            subscriptions: AHashMap::new(),
+            subscriptions: HashMap::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            inbound_qos2: AHashSet::new(),
+            inbound_qos2: HashSet::default(),
             next_packet_id: PacketId::new(1).expect("1 is a valid packet id"),
             link: None,
         }
@@ -280,6 +282,22 @@ impl Session {
                 return id;
             }
         }
+    }
+}
+
+/// The hasher of every per-session table: one randomly seeded `ahash` state for the whole
+/// process, instead of a 32-byte `RandomState` inside each table of each session (64 bytes per
+/// session, which matters at a million idle sessions). Still seeded at random, so a client
+/// cannot precompute colliding topic filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionHasher;
+
+impl BuildHasher for SessionHasher {
+    type Hasher = ahash::AHasher;
+
+    fn build_hasher(&self) -> ahash::AHasher {
+        static STATE: OnceLock<ahash::RandomState> = OnceLock::new();
+        STATE.get_or_init(ahash::RandomState::new).build_hasher()
     }
 }
 
