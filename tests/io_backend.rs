@@ -73,8 +73,7 @@ fn ringmq(args: &[&str], seccomp: bool) -> Command {
     command
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("NO_COLOR", "1");
+        .stderr(Stdio::piped());
     if seccomp {
         // SAFETY: `deny_io_uring` only makes async-signal-safe syscalls (prctl).
         unsafe {
