@@ -96,11 +96,13 @@ fn no_stubs_or_debug_macros() {
     let mut found = Vec::new();
     for dir in ["src", "loadgen/src", "tests", "benches"] {
         for (path, text) in files_under(dir) {
-            if path.ends_with("tidy.rs") {
-                continue;
-            }
             for (n, line) in text.lines().enumerate() {
-                for bad in ["todo!(", "unimplemented!(", "dbg!("] {
+                // Built from pieces so that this file does not match its own search.
+                for bad in [
+                    concat!("todo", "!("),
+                    concat!("unimplemented", "!("),
+                    concat!("dbg", "!("),
+                ] {
                     if line.contains(bad) {
                         found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
                     }

@@ -170,6 +170,19 @@ impl Sim {
         }
     }
 
+    /// Connects `client_id` and subscribes it to `filters`, discarding the SUBACK.
+    fn subscribed(
+        &mut self,
+        client_id: &str,
+        clean: bool,
+        filters: &[(&str, QoS)],
+    ) -> ConnectionId {
+        let (id, _) = self.connect(client_id, clean);
+        self.send(id, &subscribe(1, filters));
+        self.recv(id);
+        id
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
         self.shard.handle_tick(self.now);
@@ -229,9 +242,7 @@ fn second_connect_closes() {
 #[test]
 fn qos_is_downgraded_to_the_granted_qos() {
     let mut sim = Sim::new(Limits::default());
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t/#", QoS::AtMostOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t/#", QoS::AtMostOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     sim.send(
         publisher,
@@ -279,9 +290,7 @@ fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
 #[test]
 fn qos2_inbound_is_routed_once_even_when_resent() {
     let mut sim = Sim::new(Limits::default());
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtMostOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t", QoS::AtMostOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     let packet = publish("t", "once", QoS::ExactlyOnce, false, Some(9));
     sim.send(publisher, &packet);
@@ -306,9 +315,7 @@ fn qos2_inbound_is_routed_once_even_when_resent() {
 #[test]
 fn qos2_outbound_flow_completes() {
     let mut sim = Sim::new(Limits::default());
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t", QoS::ExactlyOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t", QoS::ExactlyOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     sim.send(
         publisher,
@@ -330,9 +337,7 @@ fn inflight_window_holds_back_until_acked() {
         ..Limits::default()
     };
     let mut sim = Sim::new(limits);
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t", QoS::AtLeastOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     for n in 1..=3 {
         sim.send(
@@ -392,9 +397,7 @@ fn retained_messages_are_stored_replaced_and_deleted() {
 #[test]
 fn takeover_closes_the_old_connection_and_publishes_its_will() {
     let mut sim = Sim::new(Limits::default());
-    let (watcher, _) = sim.connect("watcher", true);
-    sim.send(watcher, &subscribe(1, &[("wills/#", QoS::AtLeastOnce)]));
-    sim.recv(watcher);
+    let watcher = sim.subscribed("watcher", true, &[("wills/#", QoS::AtLeastOnce)]);
     let (old, _) = sim.connect_with("dev", true, 0, Some(will("wills/dev", "gone")));
     let (new, ack) = sim.connect("dev", true);
     assert_eq!(ack.code, ReasonCode::SUCCESS);
@@ -407,9 +410,7 @@ fn takeover_closes_the_old_connection_and_publishes_its_will() {
 #[test]
 fn will_is_discarded_on_disconnect_and_sent_on_loss() {
     let mut sim = Sim::new(Limits::default());
-    let (watcher, _) = sim.connect("watcher", true);
-    sim.send(watcher, &subscribe(1, &[("wills/#", QoS::AtMostOnce)]));
-    sim.recv(watcher);
+    let watcher = sim.subscribed("watcher", true, &[("wills/#", QoS::AtMostOnce)]);
     let (polite, _) = sim.connect_with("polite", true, 0, Some(will("wills/polite", "x")));
     sim.send(
         polite,
@@ -445,9 +446,7 @@ fn persistent_session_queues_offline_and_resumes() {
         ..Limits::default()
     };
     let mut sim = Sim::new(limits);
-    let (sub, _) = sim.connect("sub", false);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", false, &[("t", QoS::AtLeastOnce)]);
     sim.shard.handle_closed(sim.now, sub);
     let (publisher, _) = sim.connect("pub", true);
     for n in 1..=3 {
@@ -475,9 +474,7 @@ fn persistent_session_queues_offline_and_resumes() {
 #[test]
 fn unacknowledged_messages_are_resent_with_dup_on_resume() {
     let mut sim = Sim::new(Limits::default());
-    let (sub, _) = sim.connect("sub", false);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", false, &[("t", QoS::AtLeastOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     sim.send(
         publisher,
@@ -687,9 +684,7 @@ fn a_congested_subscriber_throttles_its_publisher_until_it_drains() {
         ..Limits::default()
     };
     let mut sim = Sim::new(limits);
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t", QoS::AtLeastOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     let sent = flood(&mut sim, publisher, sub, 14);
     assert_eq!(
@@ -724,9 +719,7 @@ fn a_stalled_subscriber_stops_throttling_its_publisher() {
         ..Limits::default()
     };
     let mut sim = Sim::new(limits);
-    let (sub, _) = sim.connect("sub", true);
-    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    sim.recv(sub);
+    let sub = sim.subscribed("sub", true, &[("t", QoS::AtLeastOnce)]);
     let (publisher, _) = sim.connect("pub", true);
     flood(&mut sim, publisher, sub, 14);
     assert!(sim.shard.is_throttled(publisher));

@@ -127,6 +127,20 @@ impl Cluster {
         }
     }
 
+    /// Connects `id` on `shard` and subscribes it to `filters`, discarding the SUBACK.
+    fn subscribed(
+        &mut self,
+        shard: usize,
+        id: &str,
+        clean: bool,
+        filters: &[(&str, QoS)],
+    ) -> Client {
+        let (client, _) = self.connect(shard, id, clean, None);
+        self.send(client, &subscribe(1, filters));
+        self.recv(client);
+        client
+    }
+
     fn close(&mut self, client: Client) {
         self.shards[client.shard].handle_closed(self.now, client.conn);
         self.settle();
@@ -214,9 +228,7 @@ fn retained_messages_are_visible_from_every_shard() {
 #[test]
 fn takeover_across_shards_closes_the_old_connection_and_publishes_its_will() {
     let mut c = Cluster::new(3, Limits::default());
-    let (watcher, _) = c.connect(2, "watcher", true, None);
-    c.send(watcher, &subscribe(1, &[("wills/#", QoS::AtMostOnce)]));
-    c.recv(watcher);
+    let watcher = c.subscribed(2, "watcher", true, &[("wills/#", QoS::AtMostOnce)]);
     let (old, _) = c.connect(0, "dev", true, Some(will("wills/dev", "gone")));
     let (new, _) = c.connect(1, "dev", true, None);
     assert!(c.recv(old).1, "old connection closes");
@@ -231,9 +243,7 @@ fn takeover_across_shards_closes_the_old_connection_and_publishes_its_will() {
 #[test]
 fn persistent_session_resumes_on_a_different_shard() {
     let mut c = Cluster::new(3, Limits::default());
-    let (sub, _) = c.connect(0, "roamer", false, None);
-    c.send(sub, &subscribe(1, &[("q", QoS::AtLeastOnce)]));
-    c.recv(sub);
+    let sub = c.subscribed(0, "roamer", false, &[("q", QoS::AtLeastOnce)]);
     c.close(sub);
     let (publisher, _) = c.connect(1, "pub", true, None);
     for n in 1..=3 {
@@ -279,9 +289,7 @@ fn clean_start_on_another_shard_discards_the_old_session() {
 #[test]
 fn order_per_publisher_is_kept_across_shards() {
     let mut c = Cluster::new(3, Limits::default());
-    let (sub, _) = c.connect(2, "sub", true, None);
-    c.send(sub, &subscribe(1, &[("o", QoS::AtLeastOnce)]));
-    c.recv(sub);
+    let sub = c.subscribed(2, "sub", true, &[("o", QoS::AtLeastOnce)]);
     let (publisher, _) = c.connect(0, "pub", true, None);
     let mut got = Vec::new();
     for n in 1..=200u16 {
@@ -308,9 +316,7 @@ fn a_full_ring_delays_qos1_but_loses_nothing() {
         ..Limits::default()
     };
     let mut c = Cluster::new(2, limits);
-    let (sub, _) = c.connect(1, "sub", true, None);
-    c.send(sub, &subscribe(1, &[("b", QoS::AtLeastOnce)]));
-    c.recv(sub);
+    let sub = c.subscribed(1, "sub", true, &[("b", QoS::AtLeastOnce)]);
     let (publisher, _) = c.connect(0, "pub", true, None);
     let mut buf = BytesMut::new();
     for n in 1..=50u16 {
@@ -350,9 +356,7 @@ fn qos0_is_dropped_and_counted_when_the_mesh_is_congested() {
         ..Limits::default()
     };
     let mut c = Cluster::new(2, limits);
-    let (sub, _) = c.connect(1, "sub", true, None);
-    c.send(sub, &subscribe(1, &[("z", QoS::AtMostOnce)]));
-    c.recv(sub);
+    let sub = c.subscribed(1, "sub", true, &[("z", QoS::AtMostOnce)]);
     let (publisher, _) = c.connect(0, "pub", true, None);
     let mut buf = BytesMut::new();
     for _ in 0..50 {
@@ -437,9 +441,7 @@ fn a_congested_subscriber_throttles_a_publisher_on_another_shard() {
         ..Limits::default()
     };
     let mut c = Cluster::new(2, limits);
-    let (sub, _) = c.connect(1, "sub", true, None);
-    c.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
-    c.recv(sub);
+    let sub = c.subscribed(1, "sub", true, &[("t", QoS::AtLeastOnce)]);
     let (publisher, _) = c.connect(0, "pub", true, None);
     for id in 1..=14 {
         c.send(
