@@ -16,8 +16,9 @@
 //!   per subscriber (`encode_publish` for PUBLISH, `encode` for the rest).
 //! - `memcpy`: `copy_from_slice` of the same bytes; the floor for anything that touches them.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -153,17 +154,9 @@ fn codec_benches(c: &mut Criterion) {
     bench_packet(c, "connect", connect);
 }
 
-/// The broker binary's allocator, so that allocation costs here are the broker's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 criterion_group! {
     name = benches;
-    // Short defaults keep `cargo bench` to minutes on a 2-core machine; command-line flags
-    // such as `--measurement-time` still override them.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::config();
     targets = codec_benches
 }
 criterion_main!(benches);

@@ -16,6 +16,8 @@
 //! outside the timed span. On a 2-core machine the two threads own both cores, so run this
 //! one on a quiet machine.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::mpsc;
 use std::sync::Barrier;
@@ -112,17 +114,9 @@ fn mesh_benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// The broker binary's allocator, so that allocation costs here are the broker's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 criterion_group! {
     name = benches;
-    // Short defaults keep `cargo bench` to minutes on a 2-core machine; command-line flags
-    // such as `--measurement-time` still override them.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::config();
     targets = mesh_benches
 }
 criterion_main!(benches);

@@ -22,9 +22,11 @@
 //! at QoS 0 into each subscriber's buffer and take the buffers. No validation, no sessions, no
 //! acknowledgements: what is left of the path when MQTT's rules are taken out.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
@@ -331,17 +333,9 @@ fn publish_path_benches(c: &mut Criterion) {
     bench_shape(c, "fanout100", 100, 16);
 }
 
-/// The broker binary's allocator, so that allocation costs here are the broker's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 criterion_group! {
     name = benches;
-    // Short defaults keep `cargo bench` to minutes on a 2-core machine; command-line flags
-    // such as `--measurement-time` still override them.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::config();
     targets = publish_path_benches
 }
 criterion_main!(benches);

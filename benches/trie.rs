@@ -18,8 +18,9 @@
 //!
 //! Each size is one group and builds its trie once (the 10^6 build takes a few seconds).
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use ahash::AHashMap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -153,17 +154,9 @@ fn trie_benches(c: &mut Criterion) {
     }
 }
 
-/// The broker binary's allocator, so that allocation costs here are the broker's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 criterion_group! {
     name = benches;
-    // Short defaults keep `cargo bench` to minutes on a 2-core machine; command-line flags
-    // such as `--measurement-time` still override them.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::config();
     targets = trie_benches
 }
 criterion_main!(benches);

@@ -102,6 +102,18 @@ impl Sim {
         }
     }
 
+    /// A shard publishing `$SYS` every `interval_s`, its first update already out.
+    fn with_sys_interval(interval_s: u32) -> Sim {
+        let now = Instant::now();
+        let mut shard = Shard::standalone(now, Limits::default(), interval_s);
+        shard.handle_tick(now);
+        Sim {
+            shard,
+            now,
+            leftover: Vec::new(),
+        }
+    }
+
     fn open(&mut self) -> ConnectionId {
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("literal address");
         self.shard
@@ -593,14 +605,7 @@ fn unsupported_protocol_level_gets_connack_1() {
 
 #[test]
 fn sys_tree_is_published_on_tick() {
-    let now = Instant::now();
-    let mut shard = Shard::standalone(now, Limits::default(), 10);
-    shard.handle_tick(now);
-    let mut sim = Sim {
-        shard,
-        now,
-        leftover: Vec::new(),
-    };
+    let mut sim = Sim::with_sys_interval(10);
     let (sub, _) = sim.connect("sys", true);
     sim.send(
         sub,
@@ -619,14 +624,7 @@ fn sys_tree_is_published_on_tick() {
 
 #[test]
 fn hash_subscription_does_not_see_sys() {
-    let now = Instant::now();
-    let mut shard = Shard::standalone(now, Limits::default(), 10);
-    shard.handle_tick(now);
-    let mut sim = Sim {
-        shard,
-        now,
-        leftover: Vec::new(),
-    };
+    let mut sim = Sim::with_sys_interval(10);
     let (sub, _) = sim.connect("all", true);
     sim.send(sub, &subscribe(1, &[("#", QoS::AtMostOnce)]));
     let (packets, _) = sim.recv(sub);

@@ -344,20 +344,7 @@ impl Client {
         let State::AwaitingSubAck { packet_id } = self.state else {
             return Err(ClientError::Protocol("SUBACK without SUBSCRIBE".into()));
         };
-        if ack.packet_id != packet_id {
-            return Err(ClientError::Protocol("SUBACK for another packet id".into()));
-        }
-        let code = ack
-            .codes
-            .first()
-            .copied()
-            .unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
-        if code.is_error() {
-            return Err(ClientError::Refused {
-                packet: "SUBACK",
-                code,
-            });
-        }
+        let code = check_suback(&ack, packet_id)?;
         if code.0 < self.qos as u8 {
             ctx.measure.counters.downgraded += 1;
         }
@@ -514,4 +501,23 @@ pub(crate) fn subscribe(packet_id: PacketId, filter: ByteStr, qos: QoS) -> Packe
             },
         )],
     })
+}
+
+/// A SUBACK must answer our SUBSCRIBE and grant its one filter; returns the granted code.
+pub(crate) fn check_suback(ack: &SubAck, packet_id: PacketId) -> Result<ReasonCode, ClientError> {
+    if ack.packet_id != packet_id {
+        return Err(ClientError::Protocol("SUBACK for another packet id".into()));
+    }
+    let code = ack
+        .codes
+        .first()
+        .copied()
+        .unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
+    if code.is_error() {
+        return Err(ClientError::Refused {
+            packet: "SUBACK",
+            code,
+        });
+    }
+    Ok(code)
 }

@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use ringmq::codec::{
-    Ack, ByteStr, Packet, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, Unsubscribe,
+    Ack, ByteStr, Packet, PacketId, Properties, Publish, QoS, SubAck, Unsubscribe,
 };
 
 use crate::clock::MonoNs;
@@ -225,20 +225,7 @@ impl Reader {
         else {
             return Err(ClientError::Protocol("SUBACK without SUBSCRIBE".into()));
         };
-        if ack.packet_id != packet_id {
-            return Err(ClientError::Protocol("SUBACK for another packet id".into()));
-        }
-        let code = ack
-            .codes
-            .first()
-            .copied()
-            .unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
-        if code.is_error() {
-            return Err(ClientError::Refused {
-                packet: "SUBACK",
-                code,
-            });
-        }
+        super::check_suback(ack, packet_id)?;
         ctx.measure.suback.record_us(ctx.now.since_us(started));
         Ok(false)
     }
