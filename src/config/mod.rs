@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod protocol;
+pub use protocol::{ProtocolOptions, SharedStrategy};
+
 /// Every bound the broker enforces. Each limit says what happens when it is reached.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -155,6 +158,21 @@ pub struct Config {
     /// Seconds between `$SYS` updates; 0 turns `$SYS` off.
     pub sys_interval_s: u32,
     pub limits: Limits,
+    /// MQTT 5.0 server capabilities (`[protocol]`), announced in CONNACK and enforced.
+    pub protocol: ProtocolOptions,
+    /// Enhanced authentication (`[auth]`).
+    pub auth: AuthConfig,
+}
+
+/// Users for MQTT 5.0 enhanced authentication (`[auth]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// User name to password for the SCRAM-SHA-256 method: either the plain password (salted
+    /// and hashed at start-up, then forgotten) or a stored verifier in PostgreSQL's format
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Empty: the method is off,
+    /// and a client asking for it gets CONNACK 0x8C.
+    pub scram_sha256: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -168,6 +186,8 @@ impl Default for Config {
             log_level: "info".into(),
             sys_interval_s: 10,
             limits: Limits::default(),
+            protocol: ProtocolOptions::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -183,6 +203,8 @@ struct FileConfig {
     log_level: Option<String>,
     sys_interval_s: Option<u32>,
     limits: Limits,
+    protocol: ProtocolOptions,
+    auth: AuthConfig,
 }
 
 /// Command-line flags. Those given override the file.
@@ -298,6 +320,8 @@ impl Config {
             self.sys_interval_s = sys;
         }
         self.limits = file.limits;
+        self.protocol = file.protocol;
+        self.auth = file.auth;
         Ok(())
     }
 
@@ -314,7 +338,8 @@ impl Config {
                 why: format!("{} is not between 1 and {SHARDS_MAX}", self.shards),
             });
         }
-        self.limits.validate()
+        self.limits.validate()?;
+        self.protocol.validate()
     }
 }
 
@@ -381,6 +406,20 @@ mod tests {
     fn zero_limit_is_named() {
         let err = Config::from_toml("[limits]\ninflight_max = 0\n").expect_err("zero");
         assert!(err.to_string().contains("limits.inflight_max"), "{err}");
+    }
+
+    #[test]
+    fn protocol_and_auth_sections_parse() {
+        let config = Config::from_toml(
+            "[protocol]\ntopic_alias_max = 3\nshared_strategy = \"hash_client_id\"\n\
+             [auth.scram_sha256]\nalice = \"secret\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.protocol.topic_alias_max, 3);
+        assert_eq!(config.protocol.shared_strategy, SharedStrategy::HashClientId);
+        assert_eq!(config.auth.scram_sha256["alice"], "secret");
+        let err = Config::from_toml("[protocol]\nmaximum_qos = 3\n").expect_err("qos 3");
+        assert!(err.to_string().contains("protocol.maximum_qos"), "{err}");
     }
 
     #[test]
