@@ -239,7 +239,8 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         endpoint,
         config.limits.clone(),
         config.sys_interval_s,
-    );
+    )
+    .with_protocol(config.protocol.clone());
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);

@@ -416,7 +416,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(config.protocol.topic_alias_max, 3);
-        assert_eq!(config.protocol.shared_strategy, SharedStrategy::HashClientId);
+        assert_eq!(
+            config.protocol.shared_strategy,
+            SharedStrategy::HashClientId
+        );
         assert_eq!(config.auth.scram_sha256["alice"], "secret");
         let err = Config::from_toml("[protocol]\nmaximum_qos = 3\n").expect_err("qos 3");
         assert!(err.to_string().contains("protocol.maximum_qos"), "{err}");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::codec::ByteStr;
-use crate::session::{Message, Session};
+use crate::session::{Message, Session, SubParams};
 use crate::topic::TopicFilter;
 
 use super::ShardId;
@@ -26,6 +26,19 @@ pub enum Handoff {
     Kept,
     /// The session, moved from another shard (its connection already closed).
     Moved(Box<Session>),
+}
+
+/// A change in a shared subscription group's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Subscribed (or re-subscribed with new options), or brought in by a session move.
+    Join {
+        params: SubParams,
+        online: bool,
+    },
+    /// The member's client connected or disconnected.
+    Online(bool),
+    Leave,
 }
 
 /// The counters shard 0 aggregates into `$SYS`.
@@ -59,6 +72,27 @@ pub enum ShardMessage {
         filter: TopicFilter,
         add: bool,
         seq: u64,
+    },
+    /// A session of the sender joined, left or changed presence in the shared subscription
+    /// group `name` (`$share/<group>/<filter>`). Numbered and acknowledged like `Interest`.
+    SharedMember {
+        name: ByteStr,
+        filter: TopicFilter,
+        session: u32,
+        change: MemberChange,
+        seq: u64,
+    },
+    /// The sender picked the receiver's session `session` as the member of group `name` that
+    /// gets `message`. `publisher` is the hash for `HashClientId`, `hops` how often it was
+    /// re-picked because the member had left.
+    SharedPublish {
+        message: Arc<Message>,
+        name: ByteStr,
+        session: u32,
+        params: SubParams,
+        origin: Option<u64>,
+        publisher: u64,
+        hops: u8,
     },
     /// The receiver has applied the sender's interest updates up to `seq`.
     InterestAck { seq: u64 },

@@ -8,5 +8,5 @@
 mod message;
 mod ring;
 
-pub use message::{ConnRef, Handoff, ShardMessage, StatsSnapshot};
+pub use message::{ConnRef, Handoff, MemberChange, ShardMessage, StatsSnapshot};
 pub use ring::{build, Doorbell, Endpoint, ShardId};

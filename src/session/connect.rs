@@ -3,8 +3,10 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, ReasonCode, Will};
-use crate::config::Limits;
+use bytes::Bytes;
+
+use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, QoS, ReasonCode, Will};
+use crate::config::{Limits, ProtocolOptions};
 use crate::topic::TopicName;
 
 /// A CONNECT that passed every check, ready for the shard to attach to a session.
@@ -16,10 +18,20 @@ pub struct ConnectParams {
     /// it in CONNACK [MQTT-3.2.2-16].
     pub client_id_assigned: bool,
     pub clean_start: bool,
+    /// The keep-alive in force: the client's, or the server's when it overrode it.
     pub keep_alive_s: u16,
+    /// Set when the server overrode the client's keep-alive; told in CONNACK [MQTT-3.2.2-21].
+    pub server_keep_alive_s: Option<u16>,
+    /// Seconds the session outlives the connection: 5.0's Session Expiry Interval capped by
+    /// `session_expiry_max_s`; for 3.x 0 (Clean Session) or `session_expiry_max_s`.
+    pub session_expiry_s: u32,
+    /// The client asked for a longer expiry than we keep; CONNACK says what we keep.
+    pub session_expiry_capped: bool,
     pub will: Option<ValidWill>,
     pub username: Option<ByteStr>,
     pub properties: Properties,
+    /// Enhanced authentication that succeeded: the method, and the data for CONNACK.
+    pub auth: Option<(ByteStr, Option<Bytes>)>,
 }
 
 /// A will whose topic passed topic-name validation.
@@ -75,6 +87,7 @@ impl Default for ClientIdGenerator {
 pub fn validate_connect(
     connect: Connect,
     limits: &Limits,
+    protocol: &ProtocolOptions,
     ids: &mut ClientIdGenerator,
 ) -> Result<ConnectParams, ConnectRefused> {
     let version = connect.protocol;
@@ -114,6 +127,29 @@ pub fn validate_connect(
             "client id too long",
         ));
     }
+    let keep_alive_max = protocol.keep_alive_max_s;
+    let mut keep_alive_s = connect.keep_alive_s;
+    let mut server_keep_alive_s = None;
+    let over = keep_alive_s > keep_alive_max || (keep_alive_s == 0 && keep_alive_max < u16::MAX);
+    if over && version.is_v5() {
+        keep_alive_s = keep_alive_max;
+        server_keep_alive_s = Some(keep_alive_max);
+    } else if keep_alive_s > keep_alive_max {
+        // 3.x cannot be told a different keep-alive: refuse, as mosquitto's `max_keepalive`.
+        return Err(refuse(
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            "keep-alive above keep_alive_max_s",
+        ));
+    }
+    let requested_expiry_s = match version {
+        ProtocolVersion::V5 => connect.properties.session_expiry_interval_s.unwrap_or(0),
+        _ if connect.clean_start => 0,
+        _ => u32::MAX,
+    };
+    let session_expiry_s = requested_expiry_s.min(protocol.session_expiry_max_s);
+    if let Some(will) = &connect.will {
+        check_will(will, protocol).map_err(|(code, why)| refuse(code, why))?;
+    }
     let will = match connect.will {
         None => None,
         Some(will) => match TopicName::new(will.topic.clone()) {
@@ -136,11 +172,87 @@ pub fn validate_connect(
         client_id,
         client_id_assigned,
         clean_start: connect.clean_start,
-        keep_alive_s: connect.keep_alive_s,
+        keep_alive_s,
+        server_keep_alive_s,
+        session_expiry_s,
+        session_expiry_capped: version.is_v5() && requested_expiry_s > session_expiry_s,
         will,
         username: connect.username,
         properties: connect.properties,
+        auth: None,
     })
+}
+
+/// The will rules that depend on what the server announced [MQTT-3.2.2-12]/[MQTT-3.2.2-13],
+/// and 5.0's payload format check.
+fn check_will(will: &Will, protocol: &ProtocolOptions) -> Result<(), (ReasonCode, &'static str)> {
+    if will.qos as u8 > protocol.maximum_qos {
+        return Err((
+            ReasonCode::QOS_NOT_SUPPORTED,
+            "will QoS above the maximum QoS",
+        ));
+    }
+    if will.retain && !protocol.retain_available {
+        return Err((
+            ReasonCode::RETAIN_NOT_SUPPORTED,
+            "retained will while retain is off",
+        ));
+    }
+    if will.properties.payload_format_indicator == Some(1)
+        && std::str::from_utf8(&will.payload).is_err()
+    {
+        return Err((
+            ReasonCode::PAYLOAD_FORMAT_INVALID,
+            "will payload is not UTF-8",
+        ));
+    }
+    Ok(())
+}
+
+/// CONNACK's properties for an accepted 5.0 client: everything the server limits, so that the
+/// client knows what it will be held to (empty for 3.x, which has no properties).
+pub fn connack_properties(
+    params: &ConnectParams,
+    limits: &Limits,
+    protocol: &ProtocolOptions,
+) -> Properties {
+    let mut properties = Properties::default();
+    if !params.version.is_v5() {
+        return properties;
+    }
+    let unavailable = |on: bool| (!on).then_some(0u8);
+    if params.client_id_assigned {
+        // [MQTT-3.2.2-16]
+        properties.assigned_client_identifier = Some(params.client_id.clone());
+    }
+    properties.server_keep_alive_s = params.server_keep_alive_s;
+    if params.session_expiry_capped {
+        properties.session_expiry_interval_s = Some(params.session_expiry_s);
+    }
+    properties.receive_maximum =
+        (protocol.receive_maximum != u16::MAX).then_some(protocol.receive_maximum);
+    properties.maximum_qos =
+        (protocol.maximum_qos < QoS::ExactlyOnce as u8).then_some(protocol.maximum_qos);
+    properties.retain_available = unavailable(protocol.retain_available);
+    properties.maximum_packet_size = Some(limits.packet_size_max);
+    properties.topic_alias_maximum =
+        (protocol.topic_alias_max > 0).then_some(protocol.topic_alias_max);
+    properties.wildcard_subscription_available = unavailable(protocol.wildcard_subscriptions);
+    properties.subscription_identifier_available = unavailable(protocol.subscription_identifiers);
+    properties.shared_subscription_available = unavailable(protocol.shared_subscriptions);
+    if params.properties.request_response_information == Some(1)
+        && !protocol.response_information_prefix.is_empty()
+    {
+        properties.response_information = Some(ByteStr::from(format!(
+            "{}{}",
+            protocol.response_information_prefix, params.client_id
+        )));
+    }
+    if let Some((method, data)) = &params.auth {
+        properties.authentication_method = Some(method.clone());
+        properties.authentication_data = data.clone();
+    }
+    properties
 }
 
 impl ConnectRefused {

@@ -1,14 +1,16 @@
-//! Outbound messages: the inflight window, the bounded queue and resends on resume.
+//! Outbound messages: the inflight window, the bounded queue, resends on resume, and the 5.0
+//! rules on the way out (Message Expiry, the client's Receive Maximum and Maximum Packet Size,
+//! Subscription Identifiers, outbound Topic Aliases).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::time::Instant;
 
 use super::Outbox;
 
-use crate::codec::{Ack, Packet, Properties, ProtocolVersion, Publish, QoS};
+use crate::codec::{encoded_len, Ack, Packet, PacketId, Properties, Publish, QoS};
 use crate::config::Limits;
 
-use super::{write_packet, Awaiting, Message, Outbound, Queued, Session};
+use super::{write_packet, Awaiting, Envelope, Link, Outbound, Session};
 
 /// What became of one message handed to [`Session::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,121 +23,134 @@ pub enum Delivery {
     DroppedQoS0,
     /// Not delivered: the session queue is at `queued_messages_max`.
     DroppedQueueFull,
+    /// Not delivered: its Message Expiry Interval had passed [MQTT-3.3.2-5], or it is larger
+    /// than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    Discarded,
+}
+
+/// Whether an encoded PUBLISH went out.
+enum Written {
+    Sent,
+    /// Over the client's Maximum Packet Size: dropped "as if sent" [MQTT-3.1.2-25].
+    TooLarge,
 }
 
 impl Session {
-    /// Delivers a routed message at `qos` (already min(published, granted)). `retain` is the
-    /// flag to send [MQTT-3.3.1-8]/[MQTT-3.3.1-9]. `out` is the connection's output buffer,
-    /// `None` while the client is offline. `queue_max` is the queue bound for this message:
+    /// Delivers one copy of a routed message. `out` is the connection's output buffer, `None`
+    /// while the client is offline. `queue_max` is the queue bound for this message:
     /// `queued_messages_max`, or more for messages already in flight from a throttled publisher
     /// (see `shard::flow`).
     pub fn deliver(
         &mut self,
-        message: &Arc<Message>,
-        qos: QoS,
-        retain: bool,
+        now: Instant,
+        envelope: Envelope,
         out: Option<&mut Outbox>,
         limits: &Limits,
         queue_max: usize,
     ) -> Delivery {
-        let version = self.link.as_ref().map(|l| l.version);
-        match (qos, out, version) {
-            (QoS::AtMostOnce, Some(out), Some(version)) => {
+        if envelope.message.is_expired(now) {
+            return Delivery::Discarded;
+        }
+        let window = self.link.as_ref().map(|l| l.window as usize);
+        match (envelope.qos, out, window) {
+            (QoS::AtMostOnce, Some(out), Some(_)) => {
                 if out.bytes.len() >= limits.outbound_buffer_max_bytes as usize {
                     return Delivery::DroppedQoS0;
                 }
-                let publish =
-                    publish_packet(version, message, QoS::AtMostOnce, retain, None, false);
-                if write_packet(out, version, &Packet::Publish(publish)) {
-                    Delivery::Sent
-                } else {
-                    Delivery::DroppedQoS0
+                let link = self.link.as_mut().expect("online: window is set");
+                match write_publish(link, now, &envelope, None, false, out) {
+                    Written::Sent => Delivery::Sent,
+                    Written::TooLarge => Delivery::Discarded,
                 }
             }
             // QoS 0 is not queued for offline clients, as mosquitto's default
             // (`queue_qos0_messages false`).
             (QoS::AtMostOnce, _, _) => Delivery::DroppedQoS0,
-            (_, Some(out), Some(version))
-                if self.queue.is_empty() && self.inflight.len() < limits.inflight_max as usize =>
+            (_, Some(out), Some(window))
+                if self.queue.is_empty() && self.inflight.len() < window =>
             {
-                self.send_outbound(version, message.clone(), qos, retain, out);
-                Delivery::Sent
+                self.send_outbound(now, envelope, out)
             }
             _ => {
                 if self.queue.len() >= queue_max {
                     return Delivery::DroppedQueueFull;
                 }
-                self.queue.push_back(Queued {
-                    message: message.clone(),
-                    qos,
-                    retain,
-                });
+                self.queue.push_back(envelope);
                 Delivery::Queued
             }
         }
     }
 
-    /// Moves queued messages into the window while it has room. Returns how many were sent.
-    pub(super) fn pump_queue(&mut self, out: &mut Outbox, limits: &Limits) -> usize {
-        let Some(version) = self.link.as_ref().map(|l| l.version) else {
+    /// Moves queued messages into the window while it has room. Expired ones are dropped on the
+    /// way [MQTT-3.3.2-5] and counted in `out.dropped`. Returns how many were sent.
+    pub(super) fn pump_queue(&mut self, now: Instant, out: &mut Outbox, _limits: &Limits) -> usize {
+        let Some(window) = self.link.as_ref().map(|l| l.window as usize) else {
             return 0;
         };
         let mut sent = 0;
-        while self.inflight.len() < limits.inflight_max as usize {
-            let Some(queued) = self.queue.pop_front() else {
+        while self.inflight.len() < window {
+            let Some(envelope) = self.queue.pop_front() else {
                 break;
             };
-            self.send_outbound(version, queued.message, queued.qos, queued.retain, out);
-            sent += 1;
+            if envelope.message.is_expired(now) {
+                out.dropped += 1;
+                continue;
+            }
+            match self.send_outbound(now, envelope, out) {
+                Delivery::Sent => sent += 1,
+                _ => out.dropped += 1,
+            }
         }
         sent
     }
 
     /// Resends the whole window after a resume: PUBLISH with DUP for messages not yet
     /// acknowledged, PUBREL for those between PUBREC and PUBCOMP [MQTT-4.4.0-1].
-    pub(super) fn resend_inflight(&mut self, out: &mut Outbox) -> usize {
-        let Some(version) = self.link.as_ref().map(|l| l.version) else {
+    pub(super) fn resend_inflight(&mut self, now: Instant, out: &mut Outbox) -> usize {
+        let Some(link) = self.link.as_mut() else {
             return 0;
         };
         for entry in &self.inflight {
-            let packet = match entry.state {
-                Awaiting::PubComp => Packet::PubRel(Ack::new(entry.packet_id)),
-                _ => Packet::Publish(publish_packet(
-                    version,
-                    &entry.message,
-                    entry.qos,
-                    entry.retain,
-                    Some(entry.packet_id),
-                    true,
-                )),
-            };
-            write_packet(out, version, &packet);
+            match entry.state {
+                Awaiting::PubComp => {
+                    write_packet(
+                        out,
+                        link.version,
+                        &Packet::PubRel(Ack::new(entry.packet_id)),
+                    );
+                }
+                _ => {
+                    // A resend that no longer fits the client's limit is dropped like the
+                    // first send would have been; its ack never comes, so it stays in the
+                    // window until the session ends.
+                    write_publish(link, now, &entry.envelope, Some(entry.packet_id), true, out);
+                }
+            }
         }
         self.inflight.len()
     }
 
-    fn send_outbound(
-        &mut self,
-        version: ProtocolVersion,
-        message: Arc<Message>,
-        qos: QoS,
-        retain: bool,
-        out: &mut Outbox,
-    ) {
+    fn send_outbound(&mut self, now: Instant, envelope: Envelope, out: &mut Outbox) -> Delivery {
         let packet_id = self.allocate_packet_id();
-        let publish = publish_packet(version, &message, qos, retain, Some(packet_id), false);
-        write_packet(out, version, &Packet::Publish(publish));
-        let state = match qos {
+        let link = self
+            .link
+            .as_mut()
+            .expect("send_outbound needs a connection");
+        match write_publish(link, now, &envelope, Some(packet_id), false, out) {
+            Written::Sent => {}
+            // [MQTT-3.1.2-25]: discarded as if delivered, so it takes no window slot.
+            Written::TooLarge => return Delivery::Discarded,
+        }
+        let state = match envelope.qos {
             QoS::AtLeastOnce => Awaiting::PubAck,
             _ => Awaiting::PubRec,
         };
         self.inflight.push_back(Outbound {
             packet_id,
-            message,
-            qos,
-            retain,
+            envelope,
             state,
         });
+        Delivery::Sent
     }
 
     /// Drops every queued and inflight message (a clean start, or the session ending).
@@ -144,31 +159,77 @@ impl Session {
         self.queue = VecDeque::new();
         self.inbound_qos2.clear();
     }
+
+    /// Takes out every message routed to this session through a shared subscription and not
+    /// yet fully delivered (queued, or sent and unacknowledged), so that another member of the
+    /// group gets it. A QoS 2 message already acknowledged with PUBREC stays: its receiver has
+    /// it.
+    pub fn take_shared(&mut self) -> Vec<Envelope> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.inflight.len());
+        for entry in self.inflight.drain(..) {
+            if entry.envelope.group().is_some() && entry.state != Awaiting::PubComp {
+                taken.push(entry.envelope);
+            } else {
+                kept.push_back(entry);
+            }
+        }
+        self.inflight = kept;
+        let (shared, own): (VecDeque<Envelope>, VecDeque<Envelope>) =
+            self.queue.drain(..).partition(|e| e.group().is_some());
+        self.queue = own;
+        taken.extend(shared);
+        taken
+    }
 }
 
-/// The PUBLISH a receiver gets for `message`. Cloning the topic and payload only bumps
-/// reference counts.
-fn publish_packet(
-    version: ProtocolVersion,
-    message: &Message,
-    qos: QoS,
-    retain: bool,
-    packet_id: Option<crate::codec::PacketId>,
+/// Encodes the PUBLISH a receiver gets for `envelope`, unless it exceeds the client's Maximum
+/// Packet Size. 5.0 receivers get the message's properties with the remaining expiry
+/// [MQTT-3.3.2-6], their Subscription Identifiers and, when they take them, a Topic Alias.
+fn write_publish(
+    link: &mut Link,
+    now: Instant,
+    envelope: &Envelope,
+    packet_id: Option<PacketId>,
     dup: bool,
-) -> Publish {
+    out: &mut Outbox,
+) -> Written {
+    let message = &envelope.message;
+    let version = link.version;
     // 3.x receivers get no properties; skip the clone rather than have the encoder drop them.
     let properties = if version.is_v5() {
-        message.properties.clone()
+        let mut properties = message.properties.clone();
+        properties.message_expiry_interval_s = message.remaining_expiry_s(now);
+        if let Some(tag) = &envelope.tag {
+            properties.subscription_identifiers = tag.sub_ids.clone();
+        }
+        properties
     } else {
         Properties::default()
     };
-    Publish {
+    let mut publish = Publish {
         dup,
-        qos,
-        retain,
+        qos: envelope.qos,
+        retain: envelope.retain,
         topic: message.topic.as_byte_str().clone(),
         packet_id,
         properties,
         payload: message.payload.clone(),
+    };
+    if link.packet_size_max != u32::MAX {
+        let packet = Packet::Publish(publish);
+        let too_large = encoded_len(&packet, version) > link.packet_size_max as usize;
+        let Packet::Publish(p) = packet else {
+            unreachable!("built as a PUBLISH above")
+        };
+        if too_large {
+            return Written::TooLarge;
+        }
+        publish = p;
     }
+    if version.is_v5() {
+        link.apply_outbound_alias(&message.topic, &mut publish);
+    }
+    write_packet(out, version, &Packet::Publish(publish));
+    Written::Sent
 }

@@ -7,11 +7,11 @@ use std::time::Instant;
 use super::Outbox;
 
 use crate::codec::{
-    Ack, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    Ack, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
-use crate::config::Limits;
-use crate::topic::{SubscriptionFilter, TopicName};
+use crate::config::{Limits, ProtocolOptions};
+use crate::topic::SubscriptionFilter;
 
 use super::{write_packet, Action, Awaiting, Message, Session, Subscription, Violation};
 
@@ -27,6 +27,7 @@ impl Session {
         out: &mut Outbox,
         actions: &mut Vec<Action>,
         limits: &Limits,
+        protocol: &ProtocolOptions,
     ) -> Result<(), Violation> {
         let link = self
             .link
@@ -42,10 +43,12 @@ impl Session {
         }
         let version = link.version;
         match packet {
-            Packet::Publish(publish) => self.handle_publish(version, publish, out, actions),
+            Packet::Publish(publish) => {
+                self.handle_publish(now, version, publish, out, actions, protocol)
+            }
             Packet::PubAck(ack) => {
                 self.complete_outbound(ack, Awaiting::PubAck);
-                self.pump_queue(out, limits);
+                self.pump_queue(now, out, limits);
                 Ok(())
             }
             Packet::PubRec(ack) => {
@@ -58,12 +61,11 @@ impl Session {
             }
             Packet::PubComp(ack) => {
                 self.complete_outbound(ack, Awaiting::PubComp);
-                self.pump_queue(out, limits);
+                self.pump_queue(now, out, limits);
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
-                self.handle_subscribe(version, subscribe, out, actions, limits);
-                Ok(())
+                self.handle_subscribe(version, subscribe, out, actions, limits, protocol)
             }
             Packet::Unsubscribe(unsubscribe) => {
                 self.handle_unsubscribe(version, unsubscribe, out, actions);
@@ -73,11 +75,7 @@ impl Session {
                 write_packet(out, version, &Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect(_) => {
-                self.discard_will();
-                actions.push(Action::Disconnect);
-                Ok(())
-            }
+            Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, actions, protocol),
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             Packet::Connect(_) => Err(violation("second CONNECT")),
             Packet::Auth(_) => Err(violation("AUTH without an authentication method")),
@@ -89,35 +87,106 @@ impl Session {
 
     fn handle_publish(
         &mut self,
+        now: Instant,
         version: ProtocolVersion,
         publish: Publish,
         out: &mut Outbox,
         actions: &mut Vec<Action>,
+        protocol: &ProtocolOptions,
     ) -> Result<(), Violation> {
+        if publish.qos as u8 > protocol.maximum_qos {
+            // [MQTT-3.2.2-11]: above the Maximum QoS we announced.
+            return Err(Violation {
+                code: ReasonCode::QOS_NOT_SUPPORTED,
+                why: "PUBLISH above the maximum QoS",
+            });
+        }
+        if publish.retain && !protocol.retain_available {
+            // [MQTT-3.2.2-14]
+            return Err(Violation {
+                code: ReasonCode::RETAIN_NOT_SUPPORTED,
+                why: "retained PUBLISH while retain is not available",
+            });
+        }
+        let link = self
+            .link
+            .as_mut()
+            .expect("handle_publish needs a connection");
         // [MQTT-3.3.2-2]: wildcards are not allowed in a published topic name.
-        let topic = TopicName::new(publish.topic.clone()).map_err(|_| Violation {
-            code: ReasonCode::TOPIC_NAME_INVALID,
-            why: "invalid topic name in PUBLISH",
-        })?;
+        let topic = link.inbound_topic(
+            publish.topic.clone(),
+            publish.properties.topic_alias,
+            protocol.topic_alias_max,
+        )?;
+        // [MQTT-3.3.2-4]: a payload announced as UTF-8 must be UTF-8; we check it once here
+        // rather than have every receiver find out.
+        let payload_ok = publish.properties.payload_format_indicator != Some(1)
+            || std::str::from_utf8(&publish.payload).is_ok();
+        let code = if payload_ok {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PAYLOAD_FORMAT_INVALID
+        };
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                actions.push(Action::Publish(Message::from_publish(topic, publish)));
+                if payload_ok {
+                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
+                }
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                actions.push(Action::Publish(Message::from_publish(topic, publish)));
+                if payload_ok {
+                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
+                }
                 // [MQTT-4.3.2-2]: PUBACK carries the PUBLISH's packet id.
-                write_packet(out, version, &Packet::PubAck(Ack::new(id)));
+                write_packet(out, version, &Packet::PubAck(ack_with(id, code)));
             }
             (QoS::ExactlyOnce, Some(id)) => {
+                if !payload_ok {
+                    // A PUBREC with an error code ends the flow, so no id is held.
+                    write_packet(out, version, &Packet::PubRec(ack_with(id, code)));
+                    return Ok(());
+                }
                 // [MQTT-4.3.3-2] method A: route on first receipt, remember the id until PUBREL
                 // so that a DUP resend is acknowledged but not routed twice.
-                if self.inbound_qos2.insert(id) {
-                    actions.push(Action::Publish(Message::from_publish(topic, publish)));
+                if !self.inbound_qos2.contains(&id) {
+                    if self.inbound_qos2.len() >= usize::from(protocol.receive_maximum) {
+                        // [MQTT-3.3.4-7]: more unreleased QoS 2 than our Receive Maximum.
+                        return Err(Violation {
+                            code: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                            why: "more unreleased QoS 2 messages than the receive maximum",
+                        });
+                    }
+                    self.inbound_qos2.insert(id);
+                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
                 }
                 write_packet(out, version, &Packet::PubRec(Ack::new(id)));
             }
             (_, None) => unreachable!("codec guarantees a packet id for QoS > 0"),
         }
+        Ok(())
+    }
+
+    /// DISCONNECT from the client: no will unless it asks for it with 0x04 [MQTT-3.1.2-10],
+    /// and perhaps a new Session Expiry Interval, which may not turn a session that ends at
+    /// disconnect into one that persists [MQTT-3.14.2-2].
+    fn handle_disconnect(
+        &mut self,
+        disconnect: Disconnect,
+        actions: &mut Vec<Action>,
+        protocol: &ProtocolOptions,
+    ) -> Result<(), Violation> {
+        if disconnect.code != ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+            self.discard_will();
+        }
+        if let Some(expiry_s) = disconnect.properties.session_expiry_interval_s {
+            if self.expiry_s == 0 && expiry_s > 0 {
+                return Err(violation(
+                    "DISCONNECT sets a session expiry on a session that had none",
+                ));
+            }
+            self.expiry_s = expiry_s.min(protocol.session_expiry_max_s);
+        }
+        actions.push(Action::Disconnect);
         Ok(())
     }
 
@@ -171,20 +240,31 @@ impl Session {
         out: &mut Outbox,
         actions: &mut Vec<Action>,
         limits: &Limits,
-    ) {
+        protocol: &ProtocolOptions,
+    ) -> Result<(), Violation> {
+        let id = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied()
+            .unwrap_or(0);
+        if id != 0 && !protocol.subscription_identifiers {
+            // We announced Subscription Identifier Available = 0 [MQTT-3.2.2.3.12].
+            return Err(Violation {
+                code: ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                why: "subscription identifier while they are not available",
+            });
+        }
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         for (raw, mut options) in subscribe.filters {
             let filter = match SubscriptionFilter::parse(raw.clone()) {
-                Ok(f) if !f.is_shared() => f,
-                Ok(_) => {
-                    codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-                    continue;
-                }
+                Ok(f) => f,
                 Err(_) => {
                     codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                     continue;
                 }
             };
+            check_features(&filter, options, protocol)?;
             let existed = self.subscriptions.contains_key(&raw);
             if !existed && self.subscriptions.len() >= limits.subscriptions_per_session_max as usize
             {
@@ -198,15 +278,21 @@ impl Session {
                     ..Default::default()
                 };
             }
+            // [MQTT-3.2.2-9]: never grant more than the Maximum QoS we announced.
+            options.qos = options
+                .qos
+                .min(QoS::from_u8(protocol.maximum_qos).unwrap_or(QoS::ExactlyOnce));
             codes.push(ReasonCode(options.qos as u8));
             let subscription = Subscription {
                 filter: filter.clone(),
                 options,
+                id,
             };
+            let params = subscription.params();
             self.subscriptions.insert(raw, subscription);
             actions.push(Action::Subscribed {
                 filter,
-                options,
+                params,
                 existed,
             });
         }
@@ -217,6 +303,7 @@ impl Session {
             codes,
         };
         write_packet(out, version, &Packet::SubAck(suback));
+        Ok(())
     }
 
     fn handle_unsubscribe(
@@ -244,6 +331,37 @@ impl Session {
         };
         write_packet(out, version, &Packet::UnsubAck(unsuback));
     }
+}
+
+/// The SUBSCRIBE features a server may turn off, and No Local on a shared subscription.
+fn check_features(
+    filter: &SubscriptionFilter,
+    options: crate::codec::SubscriptionOptions,
+    protocol: &ProtocolOptions,
+) -> Result<(), Violation> {
+    if filter.is_shared() && options.no_local {
+        // [MQTT-3.8.3-4]
+        return Err(violation("No Local on a shared subscription"));
+    }
+    if filter.is_shared() && !protocol.shared_subscriptions {
+        return Err(Violation {
+            code: ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+            why: "shared subscription while they are not available",
+        });
+    }
+    if filter.filter().has_wildcards() && !protocol.wildcard_subscriptions {
+        return Err(Violation {
+            code: ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+            why: "wildcard subscription while they are not available",
+        });
+    }
+    Ok(())
+}
+
+fn ack_with(packet_id: crate::codec::PacketId, code: ReasonCode) -> Ack {
+    let mut ack = Ack::new(packet_id);
+    ack.code = code;
+    ack
 }
 
 fn violation(why: &'static str) -> Violation {

@@ -12,7 +12,9 @@
 //!   connection's output buffer and pushes [`Action`]s for what needs the rest of the broker
 //!   (route a publish, update the trie);
 //! - [`Session::deliver`] hands it a routed message;
-//! - [`Session::keep_alive_expired`]`(now)` is asked on timer ticks.
+//! - [`Session::keep_alive_expired`]`(now)` is asked on timer ticks;
+//! - [`Session::detach`]`(now)` unbinds the connection and says when the session ends and when
+//!   a delayed will is due; [`Session::poll_timers`]`(now)` answers once that time comes.
 //!
 //! Time is always an argument, so tests drive keep-alive with a virtual clock.
 //!
@@ -21,7 +23,9 @@
 
 mod connect;
 mod deliver;
+mod expiry;
 mod flow;
+mod link;
 mod message;
 
 use std::collections::VecDeque;
@@ -34,13 +38,19 @@ use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use crate::codec::{
-    encode, ByteStr, ConnAck, Packet, PacketId, Properties, ProtocolVersion, QoS, ReasonCode,
+    encode, ByteStr, ConnAck, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     SubscriptionOptions,
 };
+use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 
-pub use connect::{validate_connect, ClientIdGenerator, ConnectParams, ConnectRefused, ValidWill};
+pub use connect::{
+    connack_properties, validate_connect, ClientIdGenerator, ConnectParams, ConnectRefused,
+    ValidWill,
+};
 pub use deliver::Delivery;
+pub use expiry::{Detached, Due};
+pub use link::Link;
 pub use message::Message;
 
 /// Something the session needs the rest of the broker to do.
@@ -51,13 +61,22 @@ pub enum Action {
     /// A subscription was added or replaced; the shard updates the trie and sends retained.
     Subscribed {
         filter: SubscriptionFilter,
-        options: SubscriptionOptions,
+        params: SubParams,
         existed: bool,
     },
     /// A subscription was removed; the shard updates the trie.
     Unsubscribed(SubscriptionFilter),
-    /// The client sent DISCONNECT: discard the will [MQTT-3.1.2-10] and close.
+    /// The client sent DISCONNECT: the will is already discarded [MQTT-3.1.2-10] unless the
+    /// reason was 0x04 (Disconnect with Will Message); close.
     Disconnect,
+}
+
+/// What the trie keeps per subscriber: the subscription's options and its 5.0 Subscription
+/// Identifier (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubParams {
+    pub options: SubscriptionOptions,
+    pub id: u32,
 }
 
 /// A peer's protocol mistake. The shard closes the connection (5.0: DISCONNECT with `code`).
@@ -72,6 +91,46 @@ pub struct Violation {
 pub struct Subscription {
     pub filter: SubscriptionFilter,
     pub options: SubscriptionOptions,
+    /// 5.0 Subscription Identifier, 0 when none [MQTT-3.8.2.1.2].
+    pub id: u32,
+}
+
+impl Subscription {
+    pub fn params(&self) -> SubParams {
+        SubParams {
+            options: self.options,
+            id: self.id,
+        }
+    }
+}
+
+/// What one delivery carries besides the message: the Subscription Identifiers of the
+/// subscriptions it matched [MQTT-3.3.4-3], and the shared subscription it was routed through,
+/// so that it can go to another member if this one leaves. Boxed where stored: most deliveries
+/// have neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tag {
+    pub sub_ids: Vec<u32>,
+    /// The shared subscription as subscribed, `$share/<group>/<filter>`.
+    pub group: Option<ByteStr>,
+}
+
+/// One copy of a message on its way to one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub message: Arc<Message>,
+    /// min(published, granted) [MQTT-3.8.4-6].
+    pub qos: QoS,
+    /// The RETAIN flag to send [MQTT-3.3.1-8]/[MQTT-3.3.1-9].
+    pub retain: bool,
+    pub tag: Option<Box<Tag>>,
+}
+
+impl Envelope {
+    /// The shared group this copy was routed through, if any.
+    pub fn group(&self) -> Option<&ByteStr> {
+        self.tag.as_ref().and_then(|t| t.group.as_ref())
+    }
 }
 
 /// Where an outbound QoS 1/2 message stands in its acknowledgement flow.
@@ -91,66 +150,48 @@ enum Awaiting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Outbound {
     packet_id: PacketId,
-    message: Arc<Message>,
-    /// The QoS it is delivered at: min(published, granted).
-    qos: QoS,
-    retain: bool,
+    envelope: Envelope,
     state: Awaiting,
-}
-
-/// A message waiting for room in the inflight window (or for the client to come back).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Queued {
-    message: Arc<Message>,
-    qos: QoS,
-    retain: bool,
-}
-
-/// The live connection bound to a session. Gone while the client is offline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub version: ProtocolVersion,
-    /// Zero turns keep-alive off.
-    keep_alive_ms: u64,
-    last_packet_at: Instant,
-    /// When the client last acknowledged an outbound message (or connected): a client that
-    /// stops acknowledging is stalled, and no longer slows its publishers down.
-    last_ack_at: Instant,
-    /// Boxed: a will with its properties is several hundred bytes, and most clients have none.
-    will: Option<Box<ValidWill>>,
 }
 
 /// One client's MQTT session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     client_id: ByteStr,
-    /// Kept after disconnect (3.x Clean Session = 0).
-    persistent: bool,
+    /// Seconds the session outlives its connection: 0 ends it at disconnect (3.x Clean
+    /// Session = 1), `u32::MAX` never.
+    expiry_s: u32,
     /// Keyed by the filter exactly as subscribed, so a repeated SUBSCRIBE replaces
     /// [MQTT-3.8.4-3].
     subscriptions: HashMap<ByteStr, Subscription, SessionHasher>,
     /// In send order, so a resume resends in the original order [MQTT-4.6.0-1].
     inflight: VecDeque<Outbound>,
-    /// Bounded by `Limits::queued_messages_max`.
-    queue: VecDeque<Queued>,
+    /// Messages waiting for room in the window or for the client to come back. Bounded by
+    /// `Limits::queued_messages_max`.
+    queue: VecDeque<Envelope>,
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a repeat PUBLISH with one of these
     /// ids is not routed again. Bounded by the 16-bit id space.
-    inbound_qos2: HashSet<PacketId, SessionHasher>,
+    inbound_qos2: IdSet,
     next_packet_id: PacketId,
     link: Option<Link>,
+    /// While the client is away: when the session ends and the delayed will. Boxed: most
+    /// sessions are online or end at disconnect.
+    offline: Option<Box<expiry::Offline>>,
 }
 
 impl Session {
-    pub fn new(client_id: ByteStr, persistent: bool) -> Session {
+    /// A new session that outlives its connection by `expiry_s` seconds.
+    pub fn new(client_id: ByteStr, expiry_s: u32) -> Session {
         Session {
             client_id,
-            persistent,
+            expiry_s,
             subscriptions: HashMap::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            inbound_qos2: HashSet::default(),
+            inbound_qos2: IdSet::default(),
             next_packet_id: PacketId::new(1).expect("1 is a valid packet id"),
             link: None,
+            offline: None,
         }
     }
 
@@ -158,8 +199,13 @@ impl Session {
         &self.client_id
     }
 
+    /// True when the session outlives its connection.
     pub fn is_persistent(&self) -> bool {
-        self.persistent
+        self.expiry_s > 0
+    }
+
+    pub fn expiry_s(&self) -> u32 {
+        self.expiry_s
     }
 
     pub fn is_online(&self) -> bool {
@@ -174,6 +220,11 @@ impl Session {
         self.subscriptions.values()
     }
 
+    /// True if the session has this subscription, exactly as subscribed.
+    pub fn has_subscription(&self, raw: &ByteStr) -> bool {
+        self.subscriptions.contains_key(raw)
+    }
+
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.len()
     }
@@ -184,48 +235,32 @@ impl Session {
     }
 
     /// Binds a connection: writes CONNACK, then resends every unacknowledged PUBLISH with DUP
-    /// and every PUBREL [MQTT-4.4.0-1], then fills the window from the queue.
+    /// and every PUBREL [MQTT-4.4.0-1], then fills the window from the queue. A will still
+    /// waiting for its delay is cancelled [MQTT-3.1.3-9].
     pub fn attach(
         &mut self,
         now: Instant,
         params: &ConnectParams,
         session_present: bool,
         out: &mut Outbox,
-        limits: &crate::config::Limits,
+        limits: &Limits,
+        protocol: &ProtocolOptions,
     ) -> usize {
         assert!(
             self.link.is_none(),
             "attach to a session that already has a connection"
         );
-        self.persistent = !params.clean_start;
+        self.expiry_s = params.session_expiry_s;
+        self.offline = None;
         let version = params.version;
-        let mut properties = Properties::default();
-        if params.client_id_assigned && version.is_v5() {
-            properties.assigned_client_identifier = Some(params.client_id.clone());
-        }
         let connack = ConnAck {
             session_present,
             code: ReasonCode::SUCCESS,
-            properties,
+            properties: connack_properties(params, limits, protocol),
         };
         write_packet(out, version, &Packet::ConnAck(connack));
-        self.link = Some(Link {
-            version,
-            keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
-            last_packet_at: now,
-            last_ack_at: now,
-            will: params.will.clone().map(Box::new),
-        });
-        self.resend_inflight(out) + self.pump_queue(out, limits)
-    }
-
-    /// Unbinds the connection. Returns its will, which the caller publishes only if the loss
-    /// was ungraceful.
-    pub fn detach(&mut self) -> Option<ValidWill> {
-        self.link
-            .take()
-            .and_then(|link| link.will)
-            .map(|will| *will)
+        self.link = Some(Link::new(now, params, limits));
+        self.resend_inflight(now, out) + self.pump_queue(now, out, limits)
     }
 
     /// Drops the will so that a later `detach` returns none (graceful DISCONNECT).
@@ -301,6 +336,42 @@ impl BuildHasher for SessionHasher {
     }
 }
 
+/// A set of packet ids, allocated on first use: most clients never publish at QoS 2, and an
+/// empty table inline would cost every session 32 bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+// The box is the point: 8 bytes inline instead of 32 (see above).
+#[allow(clippy::box_collection)]
+struct IdSet(Option<Box<HashSet<PacketId, SessionHasher>>>);
+
+impl IdSet {
+    fn contains(&self, id: &PacketId) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(id))
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    fn insert(&mut self, id: PacketId) -> bool {
+        self.0.get_or_insert_with(Box::default).insert(id)
+    }
+
+    fn remove(&mut self, id: &PacketId) -> bool {
+        let Some(set) = &mut self.0 else {
+            return false;
+        };
+        let removed = set.remove(id);
+        if set.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// A client that has not acknowledged anything for this long no longer throttles its
 /// publishers: a consumer that stopped reading must not stop everyone else. Its queue then
 /// fills and drops at `queued_messages_max`, counted, as mosquitto's does.
@@ -316,6 +387,9 @@ pub struct Outbox {
     pub bytes: BytesMut,
     /// Packets encoded into `bytes`, for the `$SYS` "messages sent" counter.
     pub packets: u64,
+    /// Messages for this connection dropped since the shard last looked: expired while queued
+    /// [MQTT-3.3.2-5], or larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub dropped: u64,
 }
 
 impl Outbox {

@@ -16,6 +16,7 @@ use crate::codec::{
 use crate::mesh::{ConnRef, Handoff, ShardMessage};
 use crate::session::{
     validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Session,
+    ValidWill,
 };
 
 use super::{ConnState, ConnectionId, End, SessionEntry, SessionKey, Shard};
@@ -51,10 +52,15 @@ impl Shard {
         let mut actions = std::mem::take(&mut self.actions);
         let conn = &mut self.conns[id.index as usize];
         let entry = &mut self.sessions[key.0 as usize];
-        let limits = &self.limits;
-        let result = entry
-            .session
-            .handle_packet(now, packet, &mut conn.out, &mut actions, limits);
+        let result = entry.session.handle_packet(
+            now,
+            packet,
+            &mut conn.out,
+            &mut actions,
+            &self.limits,
+            &self.protocol,
+        );
+        self.stats.publish_dropped += std::mem::take(&mut conn.out.dropped);
         if !conn.out.is_empty() {
             self.mark_dirty(id);
         }
@@ -63,9 +69,9 @@ impl Shard {
                 Action::Publish(message) => self.publish(now, Some(key), message),
                 Action::Subscribed {
                     filter,
-                    options,
+                    params,
                     existed,
-                } => self.subscribe(now, key, &filter, options, existed),
+                } => self.subscribe(now, key, &filter, params, existed),
                 Action::Unsubscribed(filter) => self.unsubscribe(key, &filter),
                 Action::Disconnect => self.end_connection(now, id, End::Graceful),
             }
@@ -108,7 +114,7 @@ impl Shard {
     }
 
     fn handle_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
-        let params = match validate_connect(connect, &self.limits, &mut self.ids) {
+        let params = match validate_connect(connect, &self.limits, &self.protocol, &mut self.ids) {
             Ok(params) => params,
             Err(refused) => return self.refuse(now, id, refused),
         };
@@ -267,13 +273,22 @@ impl Shard {
         };
         let entry = &mut self.sessions[key.0 as usize];
         entry.conn = Some(id);
-        entry
-            .session
-            .attach(now, params, session_present, &mut conn.out, &self.limits);
+        entry.session.attach(
+            now,
+            params,
+            session_present,
+            &mut conn.out,
+            &self.limits,
+            &self.protocol,
+        );
+        self.stats.publish_dropped += std::mem::take(&mut conn.out.dropped);
         self.stats.clients_connected += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
         self.mark_dirty(id);
+        if session_present {
+            self.shared_presence(key, true);
+        }
     }
 
     fn new_session(&mut self, params: &ConnectParams) -> SessionKey {
@@ -281,7 +296,7 @@ impl Shard {
             // A clean start where the old session was kept here: drop it first.
             self.drop_session(key);
         }
-        let session = Session::new(params.client_id.clone(), !params.clean_start);
+        let session = Session::new(params.client_id.clone(), params.session_expiry_s);
         self.insert_session(session)
     }
 
@@ -295,19 +310,24 @@ impl Shard {
         key
     }
 
-    /// Takes in a session moved from another shard: its subscriptions join this shard's trie.
+    /// Takes in a session moved from another shard (offline): its subscriptions join this
+    /// shard's trie and groups, and its deadlines this shard's timers.
     fn adopt_session(&mut self, session: Session) -> SessionKey {
         let subscriptions: Vec<_> = session.subscriptions().cloned().collect();
+        let deadline = session.next_deadline();
         let key = self.insert_session(session);
         for subscription in subscriptions {
-            self.trie_insert(key, subscription.filter.filter(), subscription.options);
+            self.add_subscription(key, &subscription.filter, subscription.params(), false);
+        }
+        if let Some(at) = deadline {
+            self.timers.insert((at, key));
         }
         key
     }
 
-    /// Ends a connection: detaches its session (publishing the will if the loss was
-    /// ungraceful), ends a non-persistent session, and marks the transport for closing after
-    /// its remaining output is flushed.
+    /// Ends a connection: detaches its session (publishing the will unless a DISCONNECT
+    /// discarded it, or later if it has a delay), ends a session that does not outlive its
+    /// connection, and marks the transport for closing after its remaining output is flushed.
     pub(super) fn end_connection(&mut self, now: Instant, id: ConnectionId, end: End) {
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -327,23 +347,37 @@ impl Shard {
             self.stats.clients_connected -= 1;
             let entry = &mut self.sessions[key.0 as usize];
             entry.conn = None;
-            let will = entry.session.detach();
-            let persistent = entry.session.is_persistent();
-            if end != End::Graceful {
-                if let Some(will) = will {
-                    self.stats.wills_published += 1;
-                    self.publish(now, None, Message::from_will(will));
-                }
+            let detached = entry.session.detach(now);
+            if let Some(will) = detached.will {
+                self.publish_will(now, key, will);
             }
-            if !persistent {
+            if detached.ends_now {
+                self.redeliver_shared(now, key);
                 self.discard_session(now, key);
+            } else {
+                self.shared_presence(key, false);
+                self.redeliver_shared(now, key);
+                if let Some(at) = detached.deadline {
+                    self.timers.insert((at, key));
+                }
             }
         }
         self.mark_dirty(id);
     }
 
-    /// Forgets a session entirely and tells the client id's home shard.
+    /// Publishes a will on behalf of session `key` [MQTT-3.1.2-8].
+    pub(super) fn publish_will(&mut self, now: Instant, key: SessionKey, will: ValidWill) {
+        self.stats.wills_published += 1;
+        let _ = key;
+        self.publish(now, None, Message::from_will(will, now));
+    }
+
+    /// Forgets a session entirely and tells the client id's home shard. A will still waiting
+    /// for its delay goes out now: the session it belonged to has ended [MQTT-3.1.3-9].
     pub(super) fn discard_session(&mut self, now: Instant, key: SessionKey) {
+        if let Some(will) = self.sessions[key.0 as usize].session.take_delayed_will() {
+            self.publish_will(now, key, will);
+        }
         let session = self.drop_session(key);
         let client_id = session.client_id().clone();
         let home = self.peers.home_of(&client_id);
@@ -359,7 +393,7 @@ impl Shard {
             "removing a session that still has a connection"
         );
         for subscription in entry.session.subscriptions() {
-            self.trie_remove(key, subscription.filter.filter());
+            self.remove_subscription(key, &subscription.filter);
         }
         if self.clients.get(entry.session.client_id()) == Some(&key) {
             self.clients.remove(entry.session.client_id());

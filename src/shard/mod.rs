@@ -33,6 +33,7 @@ pub mod driver;
 mod flow;
 mod peer;
 mod route;
+mod shared;
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -46,10 +47,14 @@ use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
-use crate::codec::{self, ByteStr, Decoded, ProtocolVersion, SubscriptionOptions};
-use crate::config::Limits;
+use std::collections::BTreeSet;
+
+use crate::codec::{self, ByteStr, Decoded, ProtocolVersion};
+use crate::config::{Limits, ProtocolOptions};
 use crate::mesh::{Endpoint, ShardId, ShardMessage, StatsSnapshot};
-use crate::session::{Action, ClientIdGenerator, ConnectParams, Message, Outbox, Session};
+use crate::session::{
+    Action, ClientIdGenerator, ConnectParams, Message, Outbox, Session, SubParams,
+};
 use crate::topic::{RetainedStore, SubscriptionTrie, TopicFilter};
 
 pub use crate::metrics::Stats;
@@ -130,11 +135,18 @@ struct SessionEntry {
 pub struct Shard {
     id: ShardId,
     limits: Limits,
+    /// The MQTT 5.0 capabilities announced in CONNACK and enforced.
+    protocol: ProtocolOptions,
     conns: Slab<Conn>,
     sessions: Slab<SessionEntry>,
     /// Client identifier to local session; one session per client id [MQTT-3.1.4-2].
     clients: AHashMap<ByteStr, SessionKey>,
-    trie: SubscriptionTrie<SessionKey, SubscriptionOptions>,
+    trie: SubscriptionTrie<SessionKey, SubParams>,
+    /// Shared subscription groups of every shard (`shared.rs`).
+    shared: shared::SharedGroups,
+    /// Offline sessions' deadlines (session expiry, delayed wills), earliest first. An entry
+    /// may be stale (the client came back); the session's own deadlines are the truth.
+    timers: BTreeSet<(Instant, SessionKey)>,
     retained: RetainedStore<std::sync::Arc<Message>>,
     ids: ClientIdGenerator,
     stats: Stats,
@@ -144,7 +156,7 @@ pub struct Shard {
     /// Reused per packet to avoid allocating an action list each time.
     actions: Vec<Action>,
     /// Reused per publish: matched subscribers before deduplication.
-    matches: Vec<(SessionKey, SubscriptionOptions)>,
+    matches: Vec<(SessionKey, SubParams)>,
     sys: sys::SysPublisher,
     mesh: Endpoint<ShardMessage>,
     peers: peer::Peers,
@@ -169,10 +181,13 @@ impl Shard {
         let mut shard = Shard {
             id: mesh.id(),
             limits,
+            protocol: ProtocolOptions::default(),
             conns: Slab::with_capacity(conns_max),
             sessions: Slab::with_capacity(sessions_max),
             clients: AHashMap::new(),
             trie: SubscriptionTrie::new(),
+            shared: shared::SharedGroups::default(),
+            timers: BTreeSet::new(),
             retained: RetainedStore::new(),
             ids: ClientIdGenerator::new(),
             stats: Stats::default(),
@@ -195,6 +210,12 @@ impl Shard {
             .pop()
             .expect("one endpoint for one shard");
         Shard::new(now, mesh, limits, sys_interval_s)
+    }
+
+    /// Sets the MQTT 5.0 capabilities (default: `ProtocolOptions::default()`).
+    pub fn with_protocol(mut self, protocol: ProtocolOptions) -> Shard {
+        self.protocol = protocol;
+        self
     }
 
     pub fn id(&self) -> ShardId {
@@ -338,10 +359,38 @@ impl Shard {
             self.stats.keep_alive_timeouts += u64::from(end == End::KeepAliveTimeout);
             self.end_connection(now, id, end);
         }
+        self.fire_timers(now);
         self.check_congestion(now);
         self.resume_released(now);
         if self.sys.due(now) {
             self.sys_tick(now);
+        }
+    }
+
+    /// Publishes delayed wills and ends expired sessions whose time has come.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(entry) = self.sessions.get_mut(key.0 as usize) else {
+                continue;
+            };
+            if entry.conn.is_some() {
+                continue;
+            }
+            let due = entry.session.poll_timers(now);
+            let next = entry.session.next_deadline();
+            if let Some(will) = due.will {
+                self.publish_will(now, key, will);
+            }
+            if due.expired {
+                self.stats.sessions_expired += 1;
+                self.discard_session(now, key);
+            } else if let Some(next) = next {
+                self.timers.insert((next, key));
+            }
         }
     }
 

@@ -136,6 +136,15 @@ impl Peers {
         Some((after > 0, self.interest_seq))
     }
 
+    /// Numbers a shared-group membership update for the peers; `None` with no peers.
+    pub(super) fn next_seq(&mut self) -> Option<u64> {
+        if self.shards == 1 {
+            return None;
+        }
+        self.interest_seq += 1;
+        Some(self.interest_seq)
+    }
+
     /// Finds the shards with interest in `topic`; ask with [`Peers::is_target`].
     pub(super) fn match_remote(&mut self, topic: &str) {
         self.targets.iter_mut().for_each(|t| *t = false);
@@ -215,6 +224,27 @@ impl Shard {
                 }
                 self.mesh.send(from, ShardMessage::InterestAck { seq });
             }
+            ShardMessage::SharedMember {
+                name,
+                filter,
+                session,
+                change,
+                seq,
+            } => {
+                self.shared.apply(&name, &filter, from, session, change);
+                self.mesh.send(from, ShardMessage::InterestAck { seq });
+            }
+            ShardMessage::SharedPublish {
+                message,
+                name,
+                session,
+                params,
+                origin,
+                publisher,
+                hops,
+            } => self.on_shared_publish(
+                now, from, message, name, session, params, origin, publisher, hops,
+            ),
             ShardMessage::InterestAck { seq } => self.on_interest_ack(from, seq),
             ShardMessage::Claim {
                 client_id,

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::codec::{RetainHandling, SubscriptionOptions};
-use crate::mesh::{ShardId, ShardMessage};
-use crate::session::{Delivery, Message};
+use crate::codec::RetainHandling;
+use crate::mesh::{MemberChange, ShardId, ShardMessage};
+use crate::session::{Delivery, Envelope, Message, SubParams, Tag};
 use crate::topic::{SubscriptionFilter, TopicFilter};
+
+use super::shared::filter_name;
 
 use super::{SessionKey, Shard};
 
@@ -34,7 +36,8 @@ impl Shard {
             .map(|c| c.to_u64());
         self.forward(&message, origin);
         self.flow.set_origin(origin.map(|conn| (self.id, conn)));
-        self.route_local(now, &message, true);
+        self.route_local(now, &message, true, from);
+        self.route_shared(now, from, &message, origin);
         self.flow.set_origin(None);
     }
 
@@ -49,7 +52,7 @@ impl Shard {
         origin: Option<u64>,
     ) {
         self.flow.set_origin(origin.map(|conn| (from, conn)));
-        self.route_local(now, &message, deliver);
+        self.route_local(now, &message, deliver, None);
         self.flow.set_origin(None);
     }
 
@@ -87,8 +90,16 @@ impl Shard {
     }
 
     /// Stores a retained message and, if `deliver`, hands it to every matching local session
-    /// once, at the highest granted QoS.
-    fn route_local(&mut self, now: Instant, message: &Arc<Message>, deliver: bool) {
+    /// once: at the highest granted QoS [MQTT-3.3.5-1], with the Subscription Identifiers of
+    /// every matching subscription [MQTT-3.3.4-3], and not to the publisher's own session
+    /// where it subscribed with No Local [MQTT-3.8.3-3]. `from` is the publishing session.
+    fn route_local(
+        &mut self,
+        now: Instant,
+        message: &Arc<Message>,
+        deliver: bool,
+        from: Option<super::SessionKey>,
+    ) {
         if message.retain {
             self.store_retained(message);
         }
@@ -98,29 +109,26 @@ impl Shard {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         self.trie
-            .for_each_match(message.topic.as_str(), |key, options| {
-                matches.push((*key, *options));
+            .for_each_match(message.topic.as_str(), |key, params| {
+                if !(params.options.no_local && Some(*key) == from) {
+                    matches.push((*key, *params));
+                }
             });
-        dedupe_matches(&mut matches);
-        for &(key, options) in &matches {
-            // [MQTT-3.3.1-9]: forwarded to existing subscriptions with retain 0, unless 5.0's
-            // Retain As Published asks for the original flag.
-            let retain = options.retain_as_published && message.retain;
-            self.deliver_to(now, key, message, options, retain);
+        if matches.len() > 1 {
+            matches.sort_unstable_by_key(|(key, _)| *key);
+        }
+        let mut rest = &matches[..];
+        while let Some((&(key, first), _)) = rest.split_first() {
+            let same = rest.iter().take_while(|(k, _)| *k == key).count();
+            let envelope = merge_matches(message, first, &rest[1..same]);
+            self.deliver_to(now, key, envelope);
+            rest = &rest[same..];
         }
         self.matches = matches;
     }
 
-    /// Hands `message` to one session at min(published, granted) QoS [MQTT-3.8.4-6].
-    fn deliver_to(
-        &mut self,
-        now: Instant,
-        key: SessionKey,
-        message: &Arc<Message>,
-        options: SubscriptionOptions,
-        retain: bool,
-    ) {
-        let qos = message.qos.min(options.qos);
+    /// Hands one copy of a message to one session.
+    pub(super) fn deliver_to(&mut self, now: Instant, key: SessionKey, envelope: Envelope) {
         self.before_delivery(key);
         let queue_max = self.flow.queue_max(&self.limits);
         let entry = &mut self.sessions[key.0 as usize];
@@ -130,7 +138,7 @@ impl Shard {
             .map(|conn| &mut conn.out);
         match entry
             .session
-            .deliver(message, qos, retain, out, &self.limits, queue_max)
+            .deliver(now, envelope, out, &self.limits, queue_max)
         {
             Delivery::Sent => {
                 self.stats.publish_sent += 1;
@@ -146,7 +154,7 @@ impl Shard {
                 self.stats.publish_dropped += 1;
                 self.note_queued(now, key);
             }
-            Delivery::DroppedQoS0 => self.stats.publish_dropped += 1,
+            Delivery::DroppedQoS0 | Delivery::Discarded => self.stats.publish_dropped += 1,
         }
     }
 
@@ -172,77 +180,127 @@ impl Shard {
         }
     }
 
-    /// Adds a subscription to the trie and sends the matching retained messages
-    /// [MQTT-3.3.1-6] with the retain flag set [MQTT-3.3.1-8].
+    /// Adds a subscription and sends the matching retained messages [MQTT-3.3.1-6] with the
+    /// retain flag set [MQTT-3.3.1-8], as its Retain Handling says [MQTT-3.3.1-9..11]. A shared
+    /// subscription gets no retained messages (MQTT 5.0 section 4.8.2): it is a work queue.
     pub(super) fn subscribe(
         &mut self,
         now: Instant,
         key: SessionKey,
         filter: &SubscriptionFilter,
-        options: SubscriptionOptions,
+        params: SubParams,
         existed: bool,
     ) {
-        self.trie_insert(key, filter.filter(), options);
+        self.add_subscription(key, filter, params, true);
         // Hold the SUBACK (and all that follows) until every peer has seen this shard's
         // interest in the filter, so a publish made after the SUBACK reaches us.
         if let Some(id) = self.sessions[key.0 as usize].conn {
             self.hold_output(id);
         }
-        let send_retained = match options.retain_handling {
+        let send_retained = match params.options.retain_handling {
             RetainHandling::OnSubscribe => true,
             RetainHandling::OnNewSubscribe => !existed,
             RetainHandling::Never => false,
         };
-        if !send_retained {
+        if !send_retained || filter.is_shared() {
             return;
         }
         let mut retained = Vec::new();
         self.retained
             .for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
         for message in retained {
-            self.deliver_to(now, key, &message, options, true);
+            let envelope = Envelope {
+                qos: message.qos.min(params.options.qos),
+                retain: true,
+                tag: sub_id_tag(params.id),
+                message,
+            };
+            self.deliver_to(now, key, envelope);
         }
     }
 
     pub(super) fn unsubscribe(&mut self, key: SessionKey, filter: &SubscriptionFilter) {
-        self.trie_remove(key, filter.filter());
+        self.remove_subscription(key, filter);
+    }
+
+    /// Adds one subscription of a local session: to the trie, or to its shared group.
+    pub(super) fn add_subscription(
+        &mut self,
+        key: SessionKey,
+        filter: &SubscriptionFilter,
+        params: SubParams,
+        online: bool,
+    ) {
+        if filter.is_shared() {
+            let change = MemberChange::Join { params, online };
+            self.shared_change(key, &filter_name(filter), filter.filter(), change);
+        } else {
+            self.trie_insert(key, filter.filter(), params);
+        }
+    }
+
+    /// Removes one subscription of a local session: from the trie, or from its shared group.
+    pub(super) fn remove_subscription(&mut self, key: SessionKey, filter: &SubscriptionFilter) {
+        if filter.is_shared() {
+            self.shared_change(
+                key,
+                &filter_name(filter),
+                filter.filter(),
+                MemberChange::Leave,
+            );
+        } else {
+            self.trie_remove(key, filter.filter());
+        }
     }
 
     /// Adds to the trie, keeping the peers' view of our interest current.
-    pub(super) fn trie_insert(
-        &mut self,
-        key: SessionKey,
-        filter: &TopicFilter,
-        options: SubscriptionOptions,
-    ) {
-        if self.trie.insert(filter, key, options).is_none() {
+    fn trie_insert(&mut self, key: SessionKey, filter: &TopicFilter, params: SubParams) {
+        if self.trie.insert(filter, key, params).is_none() {
             self.filter_refs_changed(filter, 1);
         }
     }
 
     /// Removes from the trie, keeping the peers' view of our interest current.
-    pub(super) fn trie_remove(&mut self, key: SessionKey, filter: &TopicFilter) {
+    fn trie_remove(&mut self, key: SessionKey, filter: &TopicFilter) {
         if self.trie.remove(filter, &key).is_some() {
             self.filter_refs_changed(filter, -1);
         }
     }
 }
 
-/// Collapses overlapping subscriptions of one session into one delivery at the highest granted
-/// QoS [MQTT-3.3.5-1], keeping the most permissive Retain As Published.
-fn dedupe_matches(matches: &mut Vec<(SessionKey, SubscriptionOptions)>) {
-    if matches.len() < 2 {
-        return;
-    }
-    matches.sort_unstable_by_key(|(key, _)| *key);
-    matches.dedup_by(|later, kept| {
-        if later.0 != kept.0 {
-            return false;
+/// One session's copy of a message from all its matching subscriptions: the highest granted
+/// QoS [MQTT-3.3.5-1], Retain As Published if any asks for it, every Subscription Identifier.
+fn merge_matches(
+    message: &Arc<Message>,
+    first: SubParams,
+    more: &[(SessionKey, SubParams)],
+) -> Envelope {
+    let mut qos = first.options.qos;
+    let mut retain_as_published = first.options.retain_as_published;
+    let mut tag = sub_id_tag(first.id);
+    for (_, params) in more {
+        qos = qos.max(params.options.qos);
+        retain_as_published |= params.options.retain_as_published;
+        if params.id != 0 {
+            tag.get_or_insert_with(Box::default).sub_ids.push(params.id);
         }
-        kept.1.qos = kept.1.qos.max(later.1.qos);
-        kept.1.retain_as_published |= later.1.retain_as_published;
-        true
-    });
+    }
+    Envelope {
+        message: message.clone(),
+        qos: message.qos.min(qos),
+        // [MQTT-3.3.1-9]: forwarded with retain 0 unless Retain As Published [MQTT-3.3.1-12].
+        retain: retain_as_published && message.retain,
+        tag,
+    }
+}
+
+fn sub_id_tag(id: u32) -> Option<Box<Tag>> {
+    (id != 0).then(|| {
+        Box::new(Tag {
+            sub_ids: vec![id],
+            group: None,
+        })
+    })
 }
 
 /// `$SYS/...`: the broker's own namespace, written only by the broker.

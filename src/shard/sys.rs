@@ -115,6 +115,7 @@ impl Shard {
                 qos: QoS::AtMostOnce,
                 retain: true,
                 properties: Properties::default(),
+                expires_at: None,
             });
             self.publish(now, None, message);
         }

@@ -1,0 +1,138 @@
+//! The live connection bound to a session: protocol level, keep-alive, will, and what the
+//! client announced it can take (5.0 Receive Maximum, Maximum Packet Size, Topic Alias
+//! Maximum), plus both topic-alias maps. All of it ends with the connection: aliases are per
+//! connection [MQTT-3.3.2-7], and a resumed session learns the client's limits afresh.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::codec::{ByteStr, ProtocolVersion, Publish, ReasonCode};
+use crate::config::Limits;
+use crate::topic::TopicName;
+
+use super::{ConnectParams, SessionHasher, ValidWill, Violation};
+
+/// The live connection bound to a session. Gone while the client is offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub version: ProtocolVersion,
+    /// Zero turns keep-alive off. The server's value when it overrode the client's.
+    pub(super) keep_alive_ms: u64,
+    pub(super) last_packet_at: Instant,
+    /// When the client last acknowledged an outbound message (or connected): a client that
+    /// stops acknowledging is stalled, and no longer slows its publishers down.
+    pub(super) last_ack_at: Instant,
+    /// Boxed: a will with its properties is several hundred bytes, and most clients have none.
+    pub(super) will: Option<Box<ValidWill>>,
+    /// Outbound QoS 1/2 messages awaiting acknowledgement at most: `inflight_max`, or less if
+    /// the client's Receive Maximum is smaller [MQTT-3.3.4-9].
+    pub(super) window: u16,
+    /// The largest packet the client accepts [MQTT-3.1.2-24]; `u32::MAX` when it set none.
+    pub(super) packet_size_max: u32,
+    /// Topic aliases the client accepts from us (0: none) [MQTT-3.3.2-9].
+    alias_out_max: u16,
+    /// Both alias maps, allocated on first use: most clients use no aliases.
+    aliases: Option<Box<Aliases>>,
+}
+
+/// Topic aliases of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Aliases {
+    /// Alias (index + 1) to topic, as the client set them. At most `topic_alias_max` entries.
+    inbound: Vec<Option<TopicName>>,
+    /// Topic to the alias we gave it. At most the client's Topic Alias Maximum entries; the
+    /// first topics sent keep their aliases for the life of the connection.
+    outbound: HashMap<TopicName, u16, SessionHasher>,
+}
+
+impl Link {
+    pub(super) fn new(now: Instant, params: &ConnectParams, limits: &Limits) -> Link {
+        let properties = &params.properties;
+        let receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
+        Link {
+            version: params.version,
+            keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
+            last_packet_at: now,
+            last_ack_at: now,
+            will: params.will.clone().map(Box::new),
+            window: limits.inflight_max.min(receive_maximum),
+            packet_size_max: properties.maximum_packet_size.unwrap_or(u32::MAX),
+            alias_out_max: properties.topic_alias_maximum.unwrap_or(0),
+            aliases: None,
+        }
+    }
+
+    /// The topic of an inbound PUBLISH, resolving and recording its Topic Alias
+    /// [MQTT-3.3.2-10]..[MQTT-3.3.2-12]. `alias_max` is the maximum the broker announced.
+    pub(super) fn inbound_topic(
+        &mut self,
+        topic: ByteStr,
+        alias: Option<u16>,
+        alias_max: u16,
+    ) -> Result<TopicName, Violation> {
+        let Some(alias) = alias else {
+            if topic.is_empty() {
+                // An empty topic is only valid with an alias.
+                return Err(Violation {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    why: "PUBLISH with an empty topic and no topic alias",
+                });
+            }
+            return TopicName::new(topic)
+                .map_err(|_| topic_invalid(ReasonCode::TOPIC_NAME_INVALID));
+        };
+        if alias == 0 || alias > alias_max {
+            return Err(Violation {
+                code: ReasonCode::TOPIC_ALIAS_INVALID,
+                why: "topic alias 0 or above the maximum we announced",
+            });
+        }
+        let slot = usize::from(alias - 1);
+        let aliases = self.aliases.get_or_insert_with(Box::default);
+        if topic.is_empty() {
+            return aliases
+                .inbound
+                .get(slot)
+                .cloned()
+                .flatten()
+                .ok_or(Violation {
+                    code: ReasonCode::PROTOCOL_ERROR,
+                    why: "PUBLISH with an empty topic and an unknown topic alias",
+                });
+        }
+        let name =
+            TopicName::new(topic).map_err(|_| topic_invalid(ReasonCode::TOPIC_NAME_INVALID))?;
+        if aliases.inbound.len() <= slot {
+            aliases.inbound.resize(slot + 1, None);
+        }
+        aliases.inbound[slot] = Some(name.clone());
+        Ok(name)
+    }
+
+    /// Replaces the topic of an outbound PUBLISH by an alias when the client accepts them: the
+    /// first use of a topic sends both, later uses only the alias. Topics beyond the client's
+    /// maximum always go out in full.
+    pub(super) fn apply_outbound_alias(&mut self, topic: &TopicName, publish: &mut Publish) {
+        if self.alias_out_max == 0 {
+            return;
+        }
+        let aliases = self.aliases.get_or_insert_with(Box::default);
+        if let Some(&alias) = aliases.outbound.get(topic) {
+            publish.topic = ByteStr::default();
+            publish.properties.topic_alias = Some(alias);
+            return;
+        }
+        let next = aliases.outbound.len() as u16;
+        if next < self.alias_out_max {
+            aliases.outbound.insert(topic.clone(), next + 1);
+            publish.properties.topic_alias = Some(next + 1);
+        }
+    }
+}
+
+fn topic_invalid(code: ReasonCode) -> Violation {
+    Violation {
+        code,
+        why: "invalid topic name in PUBLISH",
+    }
+}
