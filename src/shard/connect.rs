@@ -83,7 +83,7 @@ impl Shard {
             self.stats.protocol_errors += 1;
             let client_id = self.sessions[key.0 as usize].session.client_id();
             tracing::info!(%client_id, why = violation.why, "closing connection: protocol violation");
-            self.end_connection(now, id, End::Violation(violation.code));
+            self.end_connection(now, id, End::Violation(violation.code, violation.why));
         }
     }
 
@@ -110,7 +110,11 @@ impl Shard {
             self.end_connection(now, id, End::Refused);
             return;
         }
-        self.end_connection(now, id, End::Violation(error.reason_code()));
+        self.end_connection(
+            now,
+            id,
+            End::Violation(error.reason_code(), "malformed packet"),
+        );
     }
 
     fn handle_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
@@ -340,8 +344,11 @@ impl Shard {
         {
             if version.is_v5() {
                 if let Some(code) = end.disconnect_reason() {
-                    let packet = Packet::Disconnect(Disconnect::new(code));
-                    write_packet(&mut conn.out, version, &packet);
+                    let mut disconnect = Disconnect::new(code);
+                    // Says why in words; a few dozen bytes, far below any Maximum Packet Size a
+                    // client can set (the spec lets a server send it on DISCONNECT always).
+                    disconnect.properties.reason_string = end.why().map(ByteStr::from_static);
+                    write_packet(&mut conn.out, version, &Packet::Disconnect(disconnect));
                 }
             }
             self.stats.clients_connected -= 1;
@@ -403,10 +410,21 @@ impl Shard {
 }
 
 impl End {
+    /// The reason string sent with the DISCONNECT, if any.
+    fn why(self) -> Option<&'static str> {
+        match self {
+            End::Violation(_, why) => Some(why),
+            End::KeepAliveTimeout => Some("keep-alive timeout"),
+            End::TakenOver => Some("another connection took over this client id"),
+            End::ServerShutdown => Some("server shutting down"),
+            _ => None,
+        }
+    }
+
     /// The 5.0 DISCONNECT reason a server sends for this end, if it sends one.
     fn disconnect_reason(self) -> Option<ReasonCode> {
         match self {
-            End::Violation(code) => Some(code),
+            End::Violation(code, _) => Some(code),
             End::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
             End::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),

@@ -39,6 +39,8 @@ mod sys;
 mod tests;
 #[cfg(test)]
 mod tests_mesh;
+#[cfg(test)]
+mod tests_v5;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -502,7 +504,7 @@ enum End {
     KeepAliveTimeout,
     ConnectTimeout,
     /// The client broke the protocol; 5.0 clients are told why.
-    Violation(codec::ReasonCode),
+    Violation(codec::ReasonCode, &'static str),
     /// Another connection took the client id over [MQTT-3.1.4-2].
     TakenOver,
     ServerShutdown,

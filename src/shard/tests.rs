@@ -16,9 +16,11 @@ use super::{ConnectionId, Shard};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 
-struct Sim {
-    shard: Shard,
-    now: Instant,
+pub(super) struct Sim {
+    pub(super) shard: Shard,
+    pub(super) now: Instant,
+    /// Protocol level per connection (3.1.1 unless connected with `connect_v5`).
+    versions: std::collections::HashMap<ConnectionId, ProtocolVersion>,
     /// Packets read past the CONNACK by `connect`, returned by the next `recv`.
     leftover: Vec<(ConnectionId, Packet)>,
 }
@@ -93,11 +95,12 @@ pub(super) fn will(topic: &str, payload: &str) -> Will {
 }
 
 impl Sim {
-    fn new(limits: Limits) -> Sim {
+    pub(super) fn new(limits: Limits) -> Sim {
         let now = Instant::now();
         Sim {
             shard: Shard::standalone(now, limits, 0),
             now,
+            versions: Default::default(),
             leftover: Vec::new(),
         }
     }
@@ -110,20 +113,25 @@ impl Sim {
         Sim {
             shard,
             now,
+            versions: Default::default(),
             leftover: Vec::new(),
         }
     }
 
-    fn open(&mut self) -> ConnectionId {
+    pub(super) fn open(&mut self) -> ConnectionId {
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("literal address");
         self.shard
             .accept(self.now, peer)
             .expect("below connections_max")
     }
 
-    fn send(&mut self, id: ConnectionId, packet: &Packet) {
+    pub(super) fn version(&self, id: ConnectionId) -> ProtocolVersion {
+        self.versions.get(&id).copied().unwrap_or(V4)
+    }
+
+    pub(super) fn send(&mut self, id: ConnectionId, packet: &Packet) {
         let mut buf = BytesMut::new();
-        codec::encode(packet, V4, &mut buf).expect("test packets encode");
+        codec::encode(packet, self.version(id), &mut buf).expect("test packets encode");
         self.shard.handle_read(self.now, id, &buf);
     }
 
@@ -132,7 +140,7 @@ impl Sim {
     }
 
     /// Every packet written to `id` since the last call, plus whether it is closing.
-    fn recv(&mut self, id: ConnectionId) -> (Vec<Packet>, bool) {
+    pub(super) fn recv(&mut self, id: ConnectionId) -> (Vec<Packet>, bool) {
         let mut dirty = Vec::new();
         self.shard.drain_dirty(&mut dirty);
         let mut buf = BytesMut::new();
@@ -151,14 +159,14 @@ impl Sim {
         self.leftover = rest;
         let mut packets: Vec<Packet> = packets.drain(..).map(|(_, p)| p).collect();
         while let Decoded::Packet(p) =
-            codec::decode(&mut buf, V4, u32::MAX >> 4).expect("broker output decodes")
+            codec::decode(&mut buf, self.version(id), u32::MAX >> 4).expect("broker output decodes")
         {
             packets.push(p);
         }
         (packets, closing)
     }
 
-    fn connect(&mut self, client_id: &str, clean: bool) -> (ConnectionId, ConnAck) {
+    pub(super) fn connect(&mut self, client_id: &str, clean: bool) -> (ConnectionId, ConnAck) {
         self.connect_with(client_id, clean, 0, None)
     }
 
@@ -183,7 +191,7 @@ impl Sim {
     }
 
     /// Connects `client_id` and subscribes it to `filters`, discarding the SUBACK.
-    fn subscribed(
+    pub(super) fn subscribed(
         &mut self,
         client_id: &str,
         clean: bool,
@@ -195,7 +203,39 @@ impl Sim {
         id
     }
 
-    fn advance(&mut self, by: Duration) {
+    /// Connects a 5.0 client with these CONNECT properties (and will).
+    pub(super) fn connect_v5(
+        &mut self,
+        client_id: &str,
+        clean: bool,
+        properties: Properties,
+        will: Option<Will>,
+    ) -> (ConnectionId, ConnAck) {
+        let id = self.open();
+        self.versions.insert(id, ProtocolVersion::V5);
+        let connect = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: clean,
+            keep_alive_s: 0,
+            properties,
+            client_id: ByteStr::from(client_id),
+            will,
+            username: None,
+            password: None,
+        };
+        self.send(id, &Packet::Connect(Box::new(connect)));
+        let (packets, _) = self.recv(id);
+        let mut packets = packets.into_iter();
+        match packets.next() {
+            Some(Packet::ConnAck(ack)) => {
+                self.leftover.extend(packets.map(|p| (id, p)));
+                (id, ack)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         self.shard.handle_tick(self.now);
     }
