@@ -8,6 +8,7 @@
 //! | [`topic`] | topic names, filters, the subscription trie, the retained store | wildcard rules, `$`-topics, matching |
 //! | [`session`] | one client's MQTT state machine, sans-IO | CONNECT rules, QoS flows, inflight window, keep-alive, offline queue |
 //! | [`shard`] | what one core owns: connections, sessions, trie | routing a publish, take-over, wills, retained, `$SYS`; `shard::driver` holds the awaits |
+//! | [`auth`] | MQTT 5 enhanced authentication, sans-IO: method registry, SCRAM-SHA-256 server and client | AUTH conversations, user store, verifier format |
 //! | [`mesh`] | the only cross-thread code: SPSC rings between shards, doorbells, `ShardMessage` | cross-shard protocol, backpressure |
 //! | [`metrics`] | counters each shard keeps | what `$SYS` reports |
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
@@ -28,6 +29,7 @@
 //! | `$SYS` topics | `shard/sys.rs` |
 //! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
 //! | rings, doorbell, `ShardMessage` | `mesh/ring.rs`, `mesh/message.rs` |
+//! | enhanced authentication, SCRAM-SHA-256, user store | `auth/mod.rs`, `auth/scram.rs` |
 //! | io_uring detection and epoll fallback, listeners, signals | `runtime.rs` |
 //!
 //! # Dependency rule
@@ -37,6 +39,7 @@
 //! `shard` or `runtime`: they take bytes and `now` and return packets and actions, so every
 //! protocol rule is testable without a socket. `tests/tidy.rs` checks this rule.
 
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod mesh;
