@@ -37,6 +37,8 @@ pub struct Stats {
     pub mesh_dropped_qos0: u64,
     /// Times a publishing connection was paused because a subscriber it feeds was congested.
     pub publishers_throttled: u64,
+    /// Enhanced authentications (at CONNECT or re-authentication) that failed.
+    pub auth_failures: u64,
     /// Offline sessions ended by their expiry interval.
     pub sessions_expired: u64,
     /// Messages sent on to another member of a shared subscription group because the member
@@ -66,6 +68,7 @@ impl Stats {
         self.wills_published += other.wills_published;
         self.mesh_dropped_qos0 += other.mesh_dropped_qos0;
         self.publishers_throttled += other.publishers_throttled;
+        self.auth_failures += other.auth_failures;
         self.sessions_expired += other.sessions_expired;
         self.shared_redelivered += other.shared_redelivered;
     }

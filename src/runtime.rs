@@ -103,7 +103,17 @@ fn probe_uring() -> io::Result<()> {
 }
 
 /// Binds the listeners and starts the shards. Returns once every shard is serving.
-pub fn start(config: Config) -> io::Result<Broker> {
+pub fn start(mut config: Config) -> io::Result<Broker> {
+    // Salt and hash the SCRAM passwords once, then forget them: no shard keeps a plain one.
+    let authenticator = crate::auth::Authenticator::from_scram_users(&config.auth.scram_sha256)
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("auth.scram_sha256: {e}"),
+            )
+        })?;
+    let authenticator = std::sync::Arc::new(authenticator);
+    config.auth = Default::default();
     let backend = select_backend(config.io)?;
     let shards = config.shards;
     let (mut per_shard, local_addrs) = bind_all(&config)?;
@@ -131,6 +141,7 @@ pub fn start(config: Config) -> io::Result<Broker> {
             endpoint,
             backend,
             core: cores.get(index % cores.len().max(1)).copied(),
+            authenticator: authenticator.clone(),
         };
         let (stop_rx, ready_tx) = (stop_rx.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
@@ -219,6 +230,7 @@ struct ShardStart {
     endpoint: Endpoint<ShardMessage>,
     backend: Backend,
     core: Option<core_affinity::CoreId>,
+    authenticator: std::sync::Arc<crate::auth::Authenticator>,
 }
 
 fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<()>) {
@@ -232,6 +244,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         listeners,
         endpoint,
         backend,
+        authenticator,
         ..
     } = start;
     let shard = Shard::new(
@@ -240,7 +253,8 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         config.limits.clone(),
         config.sys_interval_s,
     )
-    .with_protocol(config.protocol.clone());
+    .with_protocol(config.protocol.clone())
+    .with_auth(authenticator);
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);

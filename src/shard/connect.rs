@@ -35,6 +35,28 @@ impl Shard {
                     self.end_connection(now, id, End::Refused);
                 }
             },
+            ConnState::Authenticating { .. } => match packet {
+                Packet::Auth(auth) => self.handle_auth(now, id, auth),
+                Packet::Disconnect(_) => self.end_connection(now, id, End::Refused),
+                // [MQTT-4.12.0-4]: only AUTH or DISCONNECT until CONNACK.
+                _ => {
+                    self.stats.protocol_errors += 1;
+                    let version = ProtocolVersion::V5;
+                    let refused = ConnectRefused {
+                        code: Some(ReasonCode::PROTOCOL_ERROR),
+                        version,
+                        why: "packet other than AUTH during authentication",
+                    };
+                    self.auth.remove(&id);
+                    self.refuse(now, id, refused);
+                }
+            },
+            ConnState::Attached { .. } if matches!(packet, Packet::Auth(_)) => {
+                let Packet::Auth(auth) = packet else {
+                    unreachable!("matched AUTH above")
+                };
+                self.handle_auth(now, id, auth);
+            }
             ConnState::Attached { session, .. } => {
                 self.handle_session_packet(now, id, session, packet)
             }
@@ -122,6 +144,14 @@ impl Shard {
             Ok(params) => params,
             Err(refused) => return self.refuse(now, id, refused),
         };
+        if params.properties.authentication_method.is_some() {
+            return self.start_auth(now, id, params);
+        }
+        self.claim_session(now, id, params);
+    }
+
+    /// CONNECT is valid (and authenticated): ask the client id's home shard for the session.
+    pub(super) fn claim_session(&mut self, now: Instant, id: ConnectionId, params: ConnectParams) {
         let local = self.clients.contains_key(&params.client_id);
         if !local && self.sessions.len() >= self.limits.sessions_max as usize {
             let refused = ConnectRefused {
@@ -152,7 +182,7 @@ impl Shard {
         );
     }
 
-    fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
+    pub(super) fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
         self.stats.connections_refused += 1;
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -333,6 +363,9 @@ impl Shard {
     /// discarded it, or later if it has a delay), ends a session that does not outlive its
     /// connection, and marks the transport for closing after its remaining output is flushed.
     pub(super) fn end_connection(&mut self, now: Instant, id: ConnectionId, end: End) {
+        if !self.auth.is_empty() {
+            self.auth.remove(&id);
+        }
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

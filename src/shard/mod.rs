@@ -28,6 +28,7 @@
 //! dirty list once per tick and issues one write per connection for everything encoded since.
 //! Mesh sends are batched the same way and pushed once per tick.
 
+mod auth;
 mod connect;
 pub mod driver;
 mod flow;
@@ -96,6 +97,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 enum ConnState {
     /// Accepted; the first packet must be CONNECT [MQTT-3.1.0-1].
     AwaitingConnect { since: Instant },
+    /// CONNECT named an authentication method; waiting for the client's next AUTH packet
+    /// (the conversation is in `Shard::auth`).
+    Authenticating { since: Instant },
     /// CONNECT is valid; waiting for the client id's home shard to grant the session. Later
     /// input stays buffered until then.
     AwaitingSession { params: Box<ConnectParams> },
@@ -140,6 +144,10 @@ pub struct Shard {
     /// The MQTT 5.0 capabilities announced in CONNACK and enforced.
     protocol: ProtocolOptions,
     conns: Slab<Conn>,
+    /// Enhanced authentication methods (`[auth]`).
+    authenticator: std::sync::Arc<crate::auth::Authenticator>,
+    /// Connections that use enhanced authentication, with their conversations.
+    auth: AHashMap<ConnectionId, auth::AuthExchange>,
     sessions: Slab<SessionEntry>,
     /// Client identifier to local session; one session per client id [MQTT-3.1.4-2].
     clients: AHashMap<ByteStr, SessionKey>,
@@ -184,6 +192,8 @@ impl Shard {
             id: mesh.id(),
             limits,
             protocol: ProtocolOptions::default(),
+            authenticator: Default::default(),
+            auth: AHashMap::new(),
             conns: Slab::with_capacity(conns_max),
             sessions: Slab::with_capacity(sessions_max),
             clients: AHashMap::new(),
@@ -217,6 +227,12 @@ impl Shard {
     /// Sets the MQTT 5.0 capabilities (default: `ProtocolOptions::default()`).
     pub fn with_protocol(mut self, protocol: ProtocolOptions) -> Shard {
         self.protocol = protocol;
+        self
+    }
+
+    /// Sets the enhanced authentication methods (default: none).
+    pub fn with_auth(mut self, authenticator: std::sync::Arc<crate::auth::Authenticator>) -> Shard {
+        self.authenticator = authenticator;
         self
     }
 
@@ -298,6 +314,7 @@ impl Shard {
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
+                ConnState::Authenticating { .. } => ProtocolVersion::V5,
                 ConnState::AwaitingSession { .. } | ConnState::Closing => break,
             };
             match codec::decode(&mut conn.read_buf, version, packet_size_max) {
@@ -344,7 +361,9 @@ impl Shard {
                 generation: conn.generation,
             };
             match conn.state {
-                ConnState::AwaitingConnect { since } if now - since > CONNECT_TIMEOUT => {
+                ConnState::AwaitingConnect { since } | ConnState::Authenticating { since }
+                    if now - since > CONNECT_TIMEOUT =>
+                {
                     expired.push((id, End::ConnectTimeout));
                 }
                 ConnState::Attached { session, .. }
