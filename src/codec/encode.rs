@@ -14,10 +14,11 @@
 use bytes::{BufMut, BytesMut};
 
 use super::encode_body::{body_len, put_body};
-use super::packet::{Packet, PacketKind, Publish, QoS};
+use super::packet::{Packet, PacketId, PacketKind, Publish, QoS};
+use super::properties::Properties;
 use super::properties_codec::{properties_block_len, properties_len, put_properties};
 use super::varint::{put_varint, varint_len};
-use super::writer::{field_len, put_str};
+use super::writer::{field_len, put_binary};
 use super::{EncodeError, ProtocolVersion, REMAINING_LENGTH_MAX};
 
 /// Appends `packet` encoded for `version` to `out`; returns the number of bytes written.
@@ -47,26 +48,58 @@ pub fn encode(
 /// `encode` refuses the value is only an estimate.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     let body = match packet {
-        Packet::Publish(publish) => {
-            let props_len = if version.is_v5() {
-                properties_len(&publish.properties)
-            } else {
-                0
-            };
-            publish_body_len(publish, version, props_len)
-        }
+        Packet::Publish(publish) => return publish_view_len(&publish.into(), version),
         _ => body_len(packet, version),
     };
     frame_len(body)
 }
 
+/// A PUBLISH to encode from borrowed parts. The broker encodes one message for many
+/// receivers; borrowing its topic and payload instead of cloning them into a [`Publish`] saves
+/// two reference-count increments and decrements (atomic operations) per receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishView<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Empty when a 5.0 Topic Alias stands for it.
+    pub topic: &'a [u8],
+    pub packet_id: Option<PacketId>,
+    /// Written for 5.0 receivers only.
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
+impl<'a> From<&'a Publish> for PublishView<'a> {
+    fn from(publish: &'a Publish) -> PublishView<'a> {
+        PublishView {
+            dup: publish.dup,
+            qos: publish.qos,
+            retain: publish.retain,
+            topic: publish.topic.as_bytes(),
+            packet_id: publish.packet_id,
+            properties: &publish.properties,
+            payload: &publish.payload,
+        }
+    }
+}
+
 /// Encodes a PUBLISH: the broker's hot path, run once per subscriber. Measures once,
 /// reserves once, then writes straight into `out`; the payload is the only large copy.
+pub fn encode_publish(
+    publish: &Publish,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    encode_publish_view(&PublishView::from(publish), version, out)
+}
+
+/// [`encode_publish`] from borrowed parts.
 ///
 /// DUP is written only for QoS > 0 [MQTT-3.3.1-2]; a packet id on a QoS 0 PUBLISH is not
 /// written, since QoS 0 has none on the wire [MQTT-2.3.1-5].
-pub fn encode_publish(
-    publish: &Publish,
+pub fn encode_publish_view(
+    publish: &PublishView<'_>,
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
@@ -79,26 +112,40 @@ pub fn encode_publish(
     let dup = publish.dup && qos_bits > 0;
     let first = 0x30 | u8::from(dup) << 3 | qos_bits << 1 | u8::from(publish.retain);
     let props_len = if version.is_v5() {
-        properties_len(&publish.properties)
+        properties_len(publish.properties)
     } else {
         0
     };
     let body = publish_body_len(publish, version, props_len);
     write_frame(out, first, body, |out| {
-        put_str(out, &publish.topic)?;
+        put_binary(out, publish.topic)?;
         if let Some(id) = packet_id {
             out.put_u16(id.get());
         }
         if version.is_v5() {
-            put_properties(out, &publish.properties, props_len)?;
+            put_properties(out, publish.properties, props_len)?;
         }
-        out.put_slice(&publish.payload);
+        out.put_slice(publish.payload);
         Ok(())
     })
 }
 
+/// The number of bytes [`encode_publish_view`] would write, fixed header included.
+pub fn publish_view_len(publish: &PublishView<'_>, version: ProtocolVersion) -> usize {
+    let props_len = if version.is_v5() {
+        properties_len(publish.properties)
+    } else {
+        0
+    };
+    frame_len(publish_body_len(publish, version, props_len))
+}
+
 /// The PUBLISH body size, given the size of its properties (0 before 5.0).
-fn publish_body_len(publish: &Publish, version: ProtocolVersion, props_len: usize) -> usize {
+fn publish_body_len(
+    publish: &PublishView<'_>,
+    version: ProtocolVersion,
+    props_len: usize,
+) -> usize {
     let packet_id = if publish.qos == QoS::AtMostOnce { 0 } else { 2 };
     let properties = if version.is_v5() {
         properties_block_len(props_len)

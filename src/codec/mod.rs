@@ -40,7 +40,9 @@ mod varint;
 mod writer;
 
 pub use decode::{check, decode, Decoded, Frame};
-pub use encode::{encode, encode_publish, encoded_len};
+pub use encode::{
+    encode, encode_publish, encode_publish_view, encoded_len, publish_view_len, PublishView,
+};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind,

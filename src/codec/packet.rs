@@ -106,8 +106,11 @@ impl ByteStr {
     }
 
     pub fn as_str(&self) -> &str {
-        // Re-validation is a few ns for short ASCII strings and keeps `unsafe` out of the codec.
-        std::str::from_utf8(&self.0).expect("ByteStr invariant: validated at construction")
+        // Re-validating here cost 8% of broker CPU under a QoS 0 load: topics are read as
+        // `&str` several times per message (routing, matching, encoding).
+        // SAFETY: every constructor validates UTF-8 (`from_utf8`) or starts from a `&str`
+        // (`from_static`, `From<&str>`, `From<String>`), and the bytes are immutable.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
     pub fn as_bytes(&self) -> &Bytes {

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use super::Outbox;
 
-use crate::codec::{encoded_len, Ack, Packet, PacketId, Properties, Publish, QoS};
+use crate::codec::{
+    encode_publish_view, publish_view_len, Ack, Packet, PacketId, Properties, PublishView, QoS,
+};
 use crate::config::Limits;
 
 use super::{write_packet, Awaiting, Envelope, Link, Outbound, Session};
@@ -186,6 +188,7 @@ impl Session {
 /// Encodes the PUBLISH a receiver gets for `envelope`, unless it exceeds the client's Maximum
 /// Packet Size. 5.0 receivers get the message's properties with the remaining expiry
 /// [MQTT-3.3.2-6], their Subscription Identifiers and, when they take them, a Topic Alias.
+/// Encoded from borrowed parts: the common case copies no handle and no properties.
 fn write_publish(
     link: &mut Link,
     now: Instant,
@@ -196,40 +199,51 @@ fn write_publish(
 ) -> Written {
     let message = &envelope.message;
     let version = link.version;
-    // 3.x receivers get no properties; skip the clone rather than have the encoder drop them.
-    let properties = if version.is_v5() {
-        let mut properties = message.properties.clone();
-        properties.message_expiry_interval_s = message.remaining_expiry_s(now);
-        if let Some(tag) = &envelope.tag {
-            properties.subscription_identifiers = tag.sub_ids.clone();
-        }
-        properties
+    let alias = if version.is_v5() {
+        link.outbound_alias(&message.topic)
     } else {
-        Properties::default()
+        None
     };
-    let mut publish = Publish {
+    // Per-receiver properties: built only when something differs from the message's own.
+    let mut own: Option<Properties> = None;
+    if version.is_v5() {
+        if message.expires_at.is_some() {
+            own.get_or_insert_with(|| message.properties.clone())
+                .message_expiry_interval_s = message.remaining_expiry_s(now);
+        }
+        if let Some(tag) = envelope.tag.as_ref().filter(|t| !t.sub_ids.is_empty()) {
+            own.get_or_insert_with(|| message.properties.clone())
+                .subscription_identifiers = tag.sub_ids.clone();
+        }
+        if let Some(alias) = &alias {
+            own.get_or_insert_with(|| message.properties.clone())
+                .topic_alias = Some(alias.number);
+        }
+    }
+    let topic = match &alias {
+        Some(alias) if alias.known => &b""[..],
+        _ => message.topic.as_str().as_bytes(),
+    };
+    let view = PublishView {
         dup,
         qos: envelope.qos,
         retain: envelope.retain,
-        topic: message.topic.as_byte_str().clone(),
+        topic,
         packet_id,
-        properties,
-        payload: message.payload.clone(),
+        properties: own.as_ref().unwrap_or(&message.properties),
+        payload: &message.payload,
     };
-    if link.packet_size_max != u32::MAX {
-        let packet = Packet::Publish(publish);
-        let too_large = encoded_len(&packet, version) > link.packet_size_max as usize;
-        let Packet::Publish(p) = packet else {
-            unreachable!("built as a PUBLISH above")
-        };
-        if too_large {
-            return Written::TooLarge;
-        }
-        publish = p;
+    if link.packet_size_max != u32::MAX
+        && publish_view_len(&view, version) > link.packet_size_max as usize
+    {
+        return Written::TooLarge;
     }
-    if version.is_v5() {
-        link.apply_outbound_alias(&message.topic, &mut publish);
+    if let Some(alias) = alias.filter(|a| !a.known) {
+        link.remember_alias(&message.topic, alias.number);
     }
-    write_packet(out, version, &Packet::Publish(publish));
+    match encode_publish_view(&view, version, &mut out.bytes) {
+        Ok(_) => out.packets += 1,
+        Err(e) => tracing::warn!(error = %e, "dropping an outbound PUBLISH that cannot be encoded"),
+    }
     Written::Sent
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::codec::{ByteStr, ProtocolVersion, Publish, ReasonCode};
+use crate::codec::{ByteStr, ProtocolVersion, ReasonCode};
 use crate::config::Limits;
 use crate::topic::TopicName;
 
@@ -109,25 +109,42 @@ impl Link {
         Ok(name)
     }
 
-    /// Replaces the topic of an outbound PUBLISH by an alias when the client accepts them: the
-    /// first use of a topic sends both, later uses only the alias. Topics beyond the client's
-    /// maximum always go out in full.
-    pub(super) fn apply_outbound_alias(&mut self, topic: &TopicName, publish: &mut Publish) {
+    /// The Topic Alias for an outbound PUBLISH on `topic`, when the client accepts them: the
+    /// first use of a topic sends topic and alias (`known == false`; the caller records it with
+    /// `remember_alias` once sent), later uses only the alias. Topics beyond the client's maximum always go out in full.
+    pub(super) fn outbound_alias(&mut self, topic: &TopicName) -> Option<OutboundAlias> {
         if self.alias_out_max == 0 {
-            return;
+            return None;
         }
         let aliases = self.aliases.get_or_insert_with(Box::default);
-        if let Some(&alias) = aliases.outbound.get(topic) {
-            publish.topic = ByteStr::default();
-            publish.properties.topic_alias = Some(alias);
-            return;
+        if let Some(&number) = aliases.outbound.get(topic) {
+            return Some(OutboundAlias {
+                number,
+                known: true,
+            });
         }
         let next = aliases.outbound.len() as u16;
-        if next < self.alias_out_max {
-            aliases.outbound.insert(topic.clone(), next + 1);
-            publish.properties.topic_alias = Some(next + 1);
+        if next >= self.alias_out_max {
+            return None;
         }
+        Some(OutboundAlias {
+            number: next + 1,
+            known: false,
+        })
     }
+
+    /// Records a new alias once the PUBLISH that introduces it is written.
+    pub(super) fn remember_alias(&mut self, topic: &TopicName, number: u16) {
+        let aliases = self.aliases.get_or_insert_with(Box::default);
+        aliases.outbound.insert(topic.clone(), number);
+    }
+}
+
+/// A Topic Alias to put on an outbound PUBLISH.
+pub(super) struct OutboundAlias {
+    pub number: u16,
+    /// The client already has the mapping: the topic may be left out.
+    pub known: bool,
 }
 
 fn topic_invalid(code: ReasonCode) -> Violation {
