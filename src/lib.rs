@@ -19,9 +19,15 @@
 //! | behaviour | file |
 //! |---|---|
 //! | framing, `packet_size_max`, malformed packets | `codec/decode.rs` |
-//! | CONNECT rules, client ids | `session/connect.rs` |
+//! | CONNECT rules, client ids, CONNACK's 5.0 server values | `session/connect.rs` |
+//! | 5.0 limits announced and enforced (`[protocol]`) | `config/protocol.rs` |
 //! | QoS 1/2 flows, SUBSCRIBE/UNSUBSCRIBE, PING, DISCONNECT | `session/flow.rs` |
-//! | inflight window, offline queue, resend with DUP | `session/deliver.rs` |
+//! | inflight window, offline queue, resend with DUP, message expiry, client's packet size limit | `session/deliver.rs` |
+//! | topic aliases (both ways), client's receive maximum | `session/link.rs` |
+//! | session expiry, will delay | `session/expiry.rs`, timers in `shard/mod.rs` (`fire_timers`) |
+//! | No Local, Retain As Published, subscription identifiers | `shard/route.rs` (`route_local`, `merge_matches`) |
+//! | shared subscriptions (`$share/...`), across shards | `shard/shared.rs` |
+//! | AUTH exchange, re-authentication | `shard/auth.rs` (methods in `auth/`) |
 //! | keep-alive | `session/mod.rs` (`keep_alive_expired`), checked by `Shard::handle_tick` |
 //! | take-over, session resume, wills, clean start | `shard/connect.rs` |
 //! | routing, overlapping subscriptions, retained store | `shard/route.rs` |

@@ -220,6 +220,12 @@ impl Session {
         self.subscriptions.values()
     }
 
+    /// The largest packet the attached client accepts (`u32::MAX` when it set no limit or is
+    /// offline).
+    pub fn client_packet_size_max(&self) -> u32 {
+        self.link.as_ref().map_or(u32::MAX, |l| l.packet_size_max)
+    }
+
     /// True if the session has this subscription, exactly as subscribed.
     pub fn has_subscription(&self, raw: &ByteStr) -> bool {
         self.subscriptions.contains_key(raw)

@@ -378,9 +378,14 @@ impl Shard {
             if version.is_v5() {
                 if let Some(code) = end.disconnect_reason() {
                     let mut disconnect = Disconnect::new(code);
-                    // Says why in words; a few dozen bytes, far below any Maximum Packet Size a
-                    // client can set (the spec lets a server send it on DISCONNECT always).
-                    disconnect.properties.reason_string = end.why().map(ByteStr::from_static);
+                    // Says why in words, unless that would exceed the client's Maximum Packet
+                    // Size [MQTT-3.14.2-3]; the code alone always fits (4 bytes).
+                    let fits = self.sessions[key.0 as usize].session.client_packet_size_max()
+                        >= DISCONNECT_WITH_REASON_MAX_BYTES;
+                    if fits {
+                        disconnect.properties.reason_string = end.why().map(ByteStr::from_static);
+                    }
+                    let conn = &mut self.conns[id.index as usize];
                     write_packet(&mut conn.out, version, &Packet::Disconnect(disconnect));
                 }
             }
@@ -441,6 +446,9 @@ impl Shard {
         entry.session
     }
 }
+
+/// An upper bound on a DISCONNECT with one of our reason strings (all under 100 bytes).
+const DISCONNECT_WITH_REASON_MAX_BYTES: u32 = 128;
 
 impl End {
     /// The reason string sent with the DISCONNECT, if any.
