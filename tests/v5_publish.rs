@@ -268,7 +268,7 @@ fn message_expired_while_the_subscriber_is_offline_is_not_delivered() {
         properties,
     ));
     publisher.publish("expiring", b"durable", QoS::AtLeastOnce, false);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(2500));
     let (mut sub, connack) = RawClient::connect(broker.addr, opts);
     assert!(connack.session_present);
     // [MQTT-3.3.2-5]: the expired copy is deleted; the one without expiry is still queued.
@@ -294,7 +294,7 @@ fn expired_retained_message_is_not_sent_to_a_later_subscriber() {
     expiring.retain = true;
     publisher.publish_packet(expiring);
     publisher.publish("keep/long", b"stays", QoS::AtLeastOnce, true);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(2500));
     let mut sub = subscriber(broker.addr, "later", "keep/#");
     let got = sub.recv_publish();
     assert_eq!((got.topic.as_str(), got.retain), ("keep/long", true));
