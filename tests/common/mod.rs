@@ -36,8 +36,27 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A broker running on its own threads for the length of one test.
 pub struct Broker {
     /// Dropping it shuts the broker down and joins its threads.
-    _inner: ringmq::runtime::Broker,
+    inner: ringmq::runtime::Broker,
     pub addr: SocketAddr,
+}
+
+impl Broker {
+    /// The address that lands a connection on shard `index` (modulo the shard count), so that
+    /// a test can put a publisher and a subscriber on different shards when there are several.
+    /// With one shard it is the main address.
+    pub fn shard(&self, index: usize) -> SocketAddr {
+        let shards = self.inner.shard_addrs();
+        if shards.is_empty() {
+            self.addr
+        } else {
+            shards[index % shards.len()]
+        }
+    }
+
+    /// Stops the broker as a signal would: every connection is closed, the threads joined.
+    pub fn shutdown(self) {
+        self.inner.shutdown();
+    }
 }
 
 /// Starts a broker with the test defaults (`$SYS` every second) and `tweak` applied to its
@@ -46,7 +65,8 @@ pub fn start_broker(tweak: impl FnOnce(&mut Limits)) -> Broker {
     start_broker_with(|config| tweak(&mut config.limits))
 }
 
-/// Starts a broker with `tweak` applied to the whole configuration.
+/// Starts a broker with `tweak` applied to the whole configuration. With more than one shard
+/// the per-shard listeners are on, for [`Broker::shard`].
 pub fn start_broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
     init_tracing();
     let mut config = Config {
@@ -57,12 +77,10 @@ pub fn start_broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
         ..Config::default()
     };
     tweak(&mut config);
+    config.shard_listeners |= config.shards > 1;
     let inner = ringmq::runtime::start(config).expect("the broker starts");
     let addr = inner.local_addrs()[0];
-    Broker {
-        _inner: inner,
-        addr,
-    }
+    Broker { inner, addr }
 }
 
 pub fn io_from_env() -> IoBackend {
@@ -151,6 +169,17 @@ impl ConnectOpts {
         self
     }
 
+    /// Edits the CONNECT properties (5.0).
+    pub fn props(mut self, edit: impl FnOnce(&mut Properties)) -> ConnectOpts {
+        edit(&mut self.properties);
+        self
+    }
+
+    /// CONNECT Session Expiry Interval (5.0); absent means 0.
+    pub fn session_expiry(self, seconds: u32) -> ConnectOpts {
+        self.props(|p| p.session_expiry_interval_s = Some(seconds))
+    }
+
     pub fn to_packet(&self) -> Packet {
         Packet::Connect(Box::new(Connect {
             protocol: self.version,
@@ -173,6 +202,14 @@ pub fn will(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Will {
         qos,
         retain,
         properties: Properties::default(),
+    }
+}
+
+/// A will message with 5.0 will properties (delay, content type...).
+pub fn will_v5(topic: &str, payload: &[u8], qos: QoS, properties: Properties) -> Will {
+    Will {
+        properties,
+        ..will(topic, payload, qos, false)
     }
 }
 
@@ -408,20 +445,41 @@ impl RawClient {
 
     /// Subscribes with full 5.0 options.
     pub fn subscribe_with(&mut self, filters: &[(&str, SubscriptionOptions)]) -> SubAck {
+        self.subscribe_with_props(filters, Properties::default())
+    }
+
+    /// Subscribes with full 5.0 options and SUBSCRIBE properties (a subscription identifier,
+    /// user properties).
+    pub fn subscribe_with_props(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: Properties,
+    ) -> SubAck {
+        let id = self.send_subscribe(filters, properties);
+        self.wait_for("SUBACK", |p| match p {
+            Packet::SubAck(ack) if ack.packet_id == id => Some(ack.clone()),
+            _ => None,
+        })
+    }
+
+    /// Sends SUBSCRIBE without waiting for the SUBACK: for SUBSCRIBEs the broker must refuse
+    /// with a DISCONNECT.
+    pub fn send_subscribe(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: Properties,
+    ) -> PacketId {
         let id = self.next_packet_id();
         let subscribe = Subscribe {
             packet_id: id,
-            properties: Properties::default(),
+            properties,
             filters: filters
                 .iter()
                 .map(|(f, o)| (ByteStr::from(*f), *o))
                 .collect(),
         };
         self.send(&Packet::Subscribe(subscribe));
-        self.wait_for("SUBACK", |p| match p {
-            Packet::SubAck(ack) if ack.packet_id == id => Some(ack.clone()),
-            _ => None,
-        })
+        id
     }
 
     /// Unsubscribes and returns the UNSUBACK (checked to carry our packet id).
@@ -467,6 +525,11 @@ impl RawClient {
 
     /// Waits for the ack `kind` ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP") carrying `id`.
     pub fn expect_ack(&mut self, kind: &str, id: PacketId) {
+        self.recv_ack(kind, id);
+    }
+
+    /// Waits for the ack `kind` carrying `id` and returns it, for its 5.0 reason code.
+    pub fn recv_ack(&mut self, kind: &str, id: PacketId) -> Ack {
         let what = format!("{kind} {id}");
         self.wait_for(&what, |p| {
             let ack = match (kind, p) {
@@ -477,8 +540,53 @@ impl RawClient {
                 _ => return None,
             };
             assert_eq!(ack.packet_id, id, "{kind} for the wrong packet id");
-            Some(())
+            Some(ack.clone())
         })
+    }
+
+    /// Sends a QoS 1 `publish` (assigning a packet id) and returns the PUBACK, whatever its
+    /// reason code.
+    pub fn publish_qos1_ack(&mut self, mut publish: Publish) -> Ack {
+        assert_eq!(
+            publish.qos,
+            QoS::AtLeastOnce,
+            "publish_qos1_ack is for QoS 1"
+        );
+        let id = self.next_packet_id();
+        publish.packet_id = Some(id);
+        self.send(&Packet::Publish(publish));
+        self.recv_ack("PUBACK", id)
+    }
+
+    /// Reads PUBLISH packets, acknowledging each, until none arrives for `quiet`.
+    pub fn drain_publishes(&mut self, quiet: Duration) -> Vec<Publish> {
+        let mut got = Vec::new();
+        while let Some(packet) = self.recv_timeout(quiet) {
+            match packet {
+                Packet::Publish(publish) => {
+                    self.ack(&publish);
+                    got.push(publish);
+                }
+                other => panic!("expected only PUBLISH, got {other:?}"),
+            }
+            assert!(got.len() < 100_000, "flooded with PUBLISH");
+        }
+        got
+    }
+
+    /// Asserts that the broker sends DISCONNECT with `code` (5.0) and then closes.
+    pub fn expect_disconnect(&mut self, code: ReasonCode) -> Disconnect {
+        match self.expect_closed(CLOSE_TIMEOUT) {
+            Some(disconnect) => {
+                assert_eq!(
+                    disconnect.code, code,
+                    "server DISCONNECT, reason string {:?}",
+                    disconnect.properties.reason_string
+                );
+                disconnect
+            }
+            None => panic!("the broker closed without DISCONNECT {code:?}"),
+        }
     }
 
     /// The next packet, which must be a PUBLISH; QoS 1/2 flows are completed as a receiver.
@@ -520,11 +628,16 @@ impl RawClient {
     }
 
     /// Sends DISCONNECT and waits for the broker to close the connection.
-    pub fn disconnect(mut self) {
-        self.send(&Packet::Disconnect(Disconnect::new(
-            ReasonCode::NORMAL_DISCONNECTION,
-        )));
-        self.expect_closed(CLOSE_TIMEOUT);
+    pub fn disconnect(self) {
+        self.disconnect_with(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
+    }
+
+    /// Sends `disconnect` (a 5.0 reason code, a new session expiry) and waits for the broker
+    /// to close the connection without a DISCONNECT of its own.
+    pub fn disconnect_with(mut self, disconnect: Disconnect) {
+        self.send(&Packet::Disconnect(disconnect));
+        let answer = self.expect_closed(CLOSE_TIMEOUT);
+        assert_eq!(answer, None, "the broker answered our DISCONNECT");
     }
 }
 
@@ -560,6 +673,14 @@ impl Witness {
             (got.topic.as_str(), text(&got)),
             ("witness/fresh", "new client")
         );
+    }
+}
+
+/// A PUBLISH with 5.0 properties and no packet id.
+pub fn make_publish_v5(topic: &str, payload: &[u8], qos: QoS, properties: Properties) -> Publish {
+    Publish {
+        properties,
+        ..make_publish(topic, payload, qos, false)
     }
 }
 
@@ -600,4 +721,54 @@ pub fn rumqttc_wait<T>(
             Err(_) => panic!("rumqttc: no {what} within {RECV_TIMEOUT:?}"),
         }
     }
+}
+
+/// A rumqttc 5.0 client with a 30 s keep-alive and `tweak` applied to its options.
+pub fn rumqttc5_client(
+    addr: SocketAddr,
+    client_id: &str,
+    tweak: impl FnOnce(&mut rumqttc::v5::MqttOptions),
+) -> (rumqttc::v5::Client, rumqttc::v5::Connection) {
+    let mut opts = rumqttc::v5::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    tweak(&mut opts);
+    rumqttc::v5::Client::new(opts, 64)
+}
+
+/// [`rumqttc_wait`] for a rumqttc 5.0 connection.
+pub fn rumqttc5_wait<T>(
+    connection: &mut rumqttc::v5::Connection,
+    what: &str,
+    mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + RECV_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "rumqttc v5: no {what} within {RECV_TIMEOUT:?}"
+        );
+        match connection.recv_timeout(left) {
+            Ok(Ok(rumqttc::v5::Event::Incoming(packet))) => {
+                if let Some(found) = pick(&packet) {
+                    return found;
+                }
+            }
+            Ok(Ok(rumqttc::v5::Event::Outgoing(_))) => {}
+            Ok(Err(error)) => {
+                panic!("rumqttc v5 connection error while waiting for {what}: {error}")
+            }
+            Err(_) => panic!("rumqttc v5: no {what} within {RECV_TIMEOUT:?}"),
+        }
+    }
+}
+
+/// Waits for a rumqttc 5.0 connection's CONNACK and returns it.
+pub fn rumqttc5_connack(
+    connection: &mut rumqttc::v5::Connection,
+) -> rumqttc::v5::mqttbytes::v5::ConnAck {
+    rumqttc5_wait(connection, "CONNACK", |p| match p {
+        rumqttc::v5::mqttbytes::v5::Packet::ConnAck(ack) => Some(ack.clone()),
+        _ => None,
+    })
 }
