@@ -1,5 +1,6 @@
 //! Codec errors. Each is a peer's mistake: the session answers it with a reason code or a close.
 
+use super::properties::PropertyId;
 use super::reason::ReasonCode;
 
 /// Why a frame could not be decoded. Never produced for a merely incomplete frame.
@@ -67,6 +68,10 @@ impl DecodeError {
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName(_) => {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            }
+            // §3.3.4: a Topic Alias of 0 is answered with 0x94, like one above the maximum.
+            DecodeError::InvalidPropertyValue(id) if *id == PropertyId::TopicAlias as u8 => {
+                ReasonCode::TOPIC_ALIAS_INVALID
             }
             DecodeError::UnknownProperty(_)
             | DecodeError::PropertyNotAllowed(_)

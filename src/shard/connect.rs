@@ -380,7 +380,9 @@ impl Shard {
                     let mut disconnect = Disconnect::new(code);
                     // Says why in words, unless that would exceed the client's Maximum Packet
                     // Size [MQTT-3.14.2-3]; the code alone always fits (4 bytes).
-                    let fits = self.sessions[key.0 as usize].session.client_packet_size_max()
+                    let fits = self.sessions[key.0 as usize]
+                        .session
+                        .client_packet_size_max()
                         >= DISCONNECT_WITH_REASON_MAX_BYTES;
                     if fits {
                         disconnect.properties.reason_string = end.why().map(ByteStr::from_static);
