@@ -163,14 +163,15 @@ impl Session {
     }
 
     /// Takes out every message routed to this session through a shared subscription and not
-    /// yet fully delivered (queued, or sent and unacknowledged), so that another member of the
-    /// group gets it. A QoS 2 message already acknowledged with PUBREC stays: its receiver has
-    /// it.
+    /// yet delivered, so that another member of the group gets it: queued ones, and QoS 1
+    /// ones sent but unacknowledged (section 4.8.2 allows either). A QoS 2 message once sent
+    /// stays with this session: it must be completed with this client [MQTT-4.8.2-5] and never
+    /// sent to another [MQTT-4.8.2-6].
     pub fn take_shared(&mut self) -> Vec<Envelope> {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for entry in self.inflight.drain(..) {
-            if entry.envelope.group().is_some() && entry.state != Awaiting::PubComp {
+            if entry.envelope.group().is_some() && entry.envelope.qos == QoS::AtLeastOnce {
                 taken.push(entry.envelope);
             } else {
                 kept.push_back(entry);

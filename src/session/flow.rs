@@ -168,7 +168,7 @@ impl Session {
 
     /// DISCONNECT from the client: no will unless it asks for it with 0x04 [MQTT-3.1.2-10],
     /// and perhaps a new Session Expiry Interval, which may not turn a session that ends at
-    /// disconnect into one that persists [MQTT-3.14.2-2].
+    /// disconnect into one that persists (a protocol error, section 3.14.2.2.2).
     fn handle_disconnect(
         &mut self,
         disconnect: Disconnect,
