@@ -114,6 +114,7 @@ fn v5_empty_client_id_gets_an_assigned_client_identifier() {
     let assigned = connack
         .properties
         .assigned_client_identifier
+        .clone()
         .expect("CONNACK has an Assigned Client Identifier");
     assert!(!assigned.is_empty());
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::thread;
 
 use bytes::Bytes;
@@ -230,10 +231,10 @@ fn v311_and_v5_subscribers_both_receive_and_v5_keeps_user_properties() {
     ];
     let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("pub-5"));
     publisher.publish_packet(Publish {
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             user_properties: user_properties.clone(),
             ..Default::default()
-        },
+        }),
         ..make_publish("mixed", b"both", QoS::AtLeastOnce, false)
     });
     // [MQTT-3.3.2-17]/[MQTT-3.3.2-18]: user properties are forwarded unaltered and in order.

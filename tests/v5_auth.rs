@@ -9,6 +9,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,11 +32,11 @@ fn connect_packet(client_id: &str, method: &str, data: Option<Bytes>) -> Packet 
         protocol: ProtocolVersion::V5,
         clean_start: true,
         keep_alive_s: 30,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             authentication_method: Some(ByteStr::from(method)),
             authentication_data: data,
             ..Default::default()
-        },
+        }),
         client_id: ByteStr::from(client_id),
         will: None,
         username: None,
@@ -46,11 +47,11 @@ fn connect_packet(client_id: &str, method: &str, data: Option<Bytes>) -> Packet 
 fn auth_packet(code: ReasonCode, data: Bytes) -> Packet {
     Packet::Auth(Auth {
         code,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             authentication_method: Some(ByteStr::from(METHOD)),
             authentication_data: Some(data),
             ..Default::default()
-        },
+        }),
     })
 }
 
@@ -68,6 +69,7 @@ fn expect_continue(client: &mut RawClient) -> Bytes {
             );
             auth.properties
                 .authentication_data
+                .clone()
                 .expect("server-first data")
         }
         other => panic!("expected AUTH 0x18, got {other:?}"),
@@ -191,7 +193,11 @@ fn re_authentication_on_a_live_connection() {
     match client.recv() {
         Packet::Auth(auth) => {
             assert_eq!(auth.code, ReasonCode::SUCCESS);
-            let server_final = auth.properties.authentication_data.expect("server-final");
+            let server_final = auth
+                .properties
+                .authentication_data
+                .clone()
+                .expect("server-final");
             scram.verify_server_final(&server_final).expect("verifies");
         }
         other => panic!("expected AUTH 0x00, got {other:?}"),

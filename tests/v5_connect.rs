@@ -101,6 +101,7 @@ fn empty_client_id_gets_an_assigned_identifier_that_names_the_session() {
     let assigned = connack
         .properties
         .assigned_client_identifier
+        .clone()
         .expect("CONNACK has an Assigned Client Identifier");
     assert!(!assigned.is_empty());
     // ... and uses it as the client id, here in the response information.

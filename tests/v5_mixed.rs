@@ -7,6 +7,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -18,15 +19,15 @@ use ringmq::codec::{ByteStr, Packet, Properties, Publish, QoS};
 
 /// Properties of every kind a 5.0 publisher can give a message.
 fn rich_properties() -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         payload_format_indicator: Some(1),
         message_expiry_interval_s: Some(60),
         content_type: Some(ByteStr::from("text/plain")),
         response_topic: Some(ByteStr::from("mix/replies")),
         correlation_data: Some(Bytes::from_static(b"corr")),
         user_properties: vec![(ByteStr::from("k"), ByteStr::from("v"))],
-        ..Properties::default()
-    }
+        ..Default::default()
+    })
 }
 
 fn v311_subscriber(addr: SocketAddr, id: &str, filter: &str, qos: QoS) -> RawClient {
@@ -63,10 +64,10 @@ fn v5_aliased_publish_reaches_a_v311_subscriber_with_its_topic() {
     let mut sub = v311_subscriber(broker.addr, "old", "mix/#", QoS::AtLeastOnce);
     let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("new"));
     for (topic, payload) in [("mix/aliased", "first"), ("", "second")] {
-        let properties = Properties {
+        let properties = Properties::from(PropertyValues {
             topic_alias: Some(1),
-            ..Properties::default()
-        };
+            ..Default::default()
+        });
         publisher.publish_packet(make_publish_v5(
             topic,
             payload.as_bytes(),

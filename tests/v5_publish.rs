@@ -4,6 +4,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,10 +19,10 @@ use rumqttc::v5::mqttbytes::v5::{Packet as V5Packet, PublishProperties};
 
 /// A QoS 1 PUBLISH whose only property is `alias`, sent without waiting for the PUBACK.
 fn send_aliased(client: &mut RawClient, topic: &str, alias: u16, payload: &[u8]) -> Publish {
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         topic_alias: Some(alias),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let mut publish = make_publish_v5(topic, payload, QoS::AtLeastOnce, properties);
     publish.packet_id = Some(client.next_packet_id());
     client.send(&Packet::Publish(publish.clone()));
@@ -230,10 +231,10 @@ fn message_expiry_is_counted_down_while_the_subscriber_is_offline() {
     sub.subscribe(&[("expiring", QoS::AtLeastOnce)]);
     sub.disconnect();
     let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("pub"));
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         message_expiry_interval_s: Some(2),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     publisher.publish_packet(make_publish_v5(
         "expiring",
         b"fresh",
@@ -257,10 +258,10 @@ fn message_expired_while_the_subscriber_is_offline_is_not_delivered() {
     sub.subscribe(&[("expiring", QoS::AtLeastOnce)]);
     sub.disconnect();
     let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("pub"));
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         message_expiry_interval_s: Some(1),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     publisher.publish_packet(make_publish_v5(
         "expiring",
         b"stale",
@@ -286,10 +287,10 @@ fn expired_retained_message_is_not_sent_to_a_later_subscriber() {
         "keep/short",
         b"gone soon",
         QoS::AtLeastOnce,
-        Properties {
+        Properties::from(PropertyValues {
             message_expiry_interval_s: Some(1),
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     );
     expiring.retain = true;
     publisher.publish_packet(expiring);
@@ -309,10 +310,10 @@ fn retained_message_expiry_is_counted_down() {
         "keep/countdown",
         b"ten",
         QoS::AtLeastOnce,
-        Properties {
+        Properties::from(PropertyValues {
             message_expiry_interval_s: Some(10),
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     );
     retained.retain = true;
     publisher.publish_packet(retained);
@@ -327,7 +328,7 @@ fn retained_message_expiry_is_counted_down() {
 
 /// Every property a publisher may give a message for its receivers.
 fn application_properties() -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         payload_format_indicator: Some(1),
         content_type: Some(ByteStr::from("text/plain; charset=utf-8")),
         response_topic: Some(ByteStr::from("replies/me")),
@@ -338,8 +339,8 @@ fn application_properties() -> Properties {
             (ByteStr::from("b"), ByteStr::from("2")),
             (ByteStr::from("a"), ByteStr::from("3")),
         ],
-        ..Properties::default()
-    }
+        ..Default::default()
+    })
 }
 
 /// [MQTT-3.3.2-4], [MQTT-3.3.2-15..18], [MQTT-3.3.2-20]: unaltered, user properties in order
@@ -388,10 +389,10 @@ fn invalid_utf8_payload_with_format_indicator_1_is_refused() {
     let broker = start_broker(|_| {});
     let mut sub = subscriber(broker.addr, "sub", "utf8");
     let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("pub"));
-    let claims_utf8 = Properties {
+    let claims_utf8 = Properties::from(PropertyValues {
         payload_format_indicator: Some(1),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let bad = [0xC3, 0x28, 0xFF];
     // 3.3.2.3.2: the server may check the payload; QoS 1 is answered with PUBACK 0x99 ...
     let ack = publisher.publish_qos1_ack(make_publish_v5(

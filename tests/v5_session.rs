@@ -4,6 +4,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -49,10 +50,10 @@ fn publish(addr: SocketAddr, topic: &str, payload: &str) {
 fn disconnect_with_expiry(client: RawClient, expiry_s: u32) {
     client.disconnect_with(Disconnect {
         code: ReasonCode::NORMAL_DISCONNECTION,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             session_expiry_interval_s: Some(expiry_s),
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     });
 }
 
@@ -168,10 +169,10 @@ fn disconnect_setting_an_expiry_after_connect_0_gets_disconnect_0x82() {
     let mut client = subscribed(broker.addr, resuming("sneaky", None), "s");
     client.send(&Packet::Disconnect(Disconnect {
         code: ReasonCode::NORMAL_DISCONNECTION,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             session_expiry_interval_s: Some(10),
-            ..Properties::default()
-        },
+            ..Default::default()
+        }),
     }));
     // 3.14.2.2.2: non-zero after a CONNECT with 0 is a Protocol Error; the server answers 0x82.
     let answer = client.expect_disconnect(ReasonCode::PROTOCOL_ERROR);

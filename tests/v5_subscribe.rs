@@ -4,6 +4,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,10 +32,10 @@ fn with_retain_handling(retain_handling: RetainHandling) -> SubscriptionOptions 
 
 /// SUBSCRIBE properties carrying subscription identifier `id`.
 fn sub_id(id: u32) -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         subscription_identifiers: vec![id],
-        ..Properties::default()
-    }
+        ..Default::default()
+    })
 }
 
 /// Retains `payload` on `topic` from a short-lived v5 publisher.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use ringmq::codec::PropertyValues;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,10 +23,10 @@ fn watcher(addr: SocketAddr) -> RawClient {
 /// Client `id` with a will on `wills/<id>`, a Will Delay Interval of `delay_s` and a Session
 /// Expiry Interval of `expiry_s`.
 fn delayed_will(id: &str, delay_s: u32, expiry_s: u32) -> ConnectOpts {
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         will_delay_interval_s: Some(delay_s),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let will = will_v5(
         &format!("wills/{id}"),
         b"gone",
@@ -154,7 +155,7 @@ fn normal_disconnect_discards_the_will() {
 
 /// Will properties a publisher may give its will, all of which reach subscribers.
 fn described_will_properties() -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         payload_format_indicator: Some(1),
         content_type: Some(ByteStr::from("text/plain")),
         response_topic: Some(ByteStr::from("wills/replies")),
@@ -164,8 +165,8 @@ fn described_will_properties() -> Properties {
             (ByteStr::from("a"), ByteStr::from("b")),
             (ByteStr::from("k"), ByteStr::from("v2")),
         ],
-        ..Properties::default()
-    }
+        ..Default::default()
+    })
 }
 
 #[test]

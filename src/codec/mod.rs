@@ -49,7 +49,7 @@ pub use packet::{
     ProtocolVersion, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
     UnsubAck, Unsubscribe, Will,
 };
-pub use properties::{Properties, PropertyId};
+pub use properties::{Properties, PropertyId, PropertyValues};
 pub use reason::ReasonCode;
 
 /// The largest Remaining Length the variable-byte encoding can express [MQTT-1.5.5].

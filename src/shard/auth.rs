@@ -6,6 +6,7 @@
 //! Only connections that asked for a method have an entry here, so connections that do not use
 //! enhanced authentication pay nothing for it.
 
+use crate::codec::PropertyValues;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -163,11 +164,11 @@ impl Shard {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let properties = Properties {
+        let properties = Properties::from(PropertyValues {
             authentication_method: Some(method),
             authentication_data: data,
             ..Default::default()
-        };
+        });
         let auth = Auth { code, properties };
         write_packet(&mut conn.out, ProtocolVersion::V5, &Packet::Auth(auth));
         self.mark_dirty(id);

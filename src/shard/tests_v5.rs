@@ -2,6 +2,7 @@
 //! expiry, will delay, message expiry, and outbound topic aliases. (Black-box tests of every
 //! 5.0 feature, over sockets and across shards, are in `tests/v5_*.rs`.)
 
+use crate::codec::PropertyValues;
 use std::time::Duration;
 
 use crate::codec::{ByteStr, Packet, Properties, QoS};
@@ -10,10 +11,10 @@ use crate::config::Limits;
 use super::tests::{publish, publishes, subscribe, will, Sim};
 
 fn expiry(s: u32) -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         session_expiry_interval_s: Some(s),
         ..Default::default()
-    }
+    })
 }
 
 #[test]
@@ -96,10 +97,10 @@ fn queued_message_expires_and_carries_the_time_left() {
 #[test]
 fn outbound_topic_aliases_up_to_the_clients_maximum() {
     let mut sim = Sim::new(Limits::default());
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         topic_alias_maximum: Some(1),
         ..Default::default()
-    };
+    });
     let (sub, _) = sim.connect_v5("sub", true, properties, None);
     sim.send(sub, &subscribe(1, &[("#", QoS::AtMostOnce)]));
     sim.recv(sub);

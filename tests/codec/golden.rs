@@ -2,6 +2,7 @@
 //! clients (mosquitto_pub) put on the wire. Each case is checked in both directions.
 
 use bytes::Bytes;
+use ringmq::codec::PropertyValues;
 use ringmq::codec::{
     Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, EncodeError, Packet, PacketId, PacketKind,
     Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
@@ -108,10 +109,10 @@ fn connect_v5_with_will_properties_and_password_only() {
     let wire = b"\x10\x1C\x00\x04MQTT\x05\x46\x00\x00\x00\x00\x01c\x05\x18\x00\x00\x00\x05\x00\x01w\x00\x00\x00\x01p";
     let mut c = connect(V5, "c");
     c.keep_alive_s = 0;
-    let will_props = Properties {
+    let will_props = Properties::from(PropertyValues {
         will_delay_interval_s: Some(5),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     c.will = Some(Will {
         topic: "w".into(),
         payload: Bytes::new(),
@@ -166,11 +167,11 @@ fn connack_v5() {
         properties: Properties::default(),
     };
     golden(V5, &[0x20, 0x03, 0x00, 0x00, 0x00], Packet::ConnAck(ok));
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         maximum_qos: Some(1),
         retain_available: Some(0),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let limited = ConnAck {
         session_present: true,
         code: ReasonCode::SUCCESS,
@@ -327,10 +328,10 @@ fn subscribe() {
         retain_as_published: true,
         retain_handling: RetainHandling::Never,
     };
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         subscription_identifiers: vec![7],
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let sub = Subscribe {
         packet_id: id(1),
         properties,
@@ -455,10 +456,10 @@ fn auth_v5_only() {
         properties: Properties::default(),
     });
     golden(V5, &[0xF0, 0x00], ok.clone());
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         authentication_method: Some(ByteStr::from("SCRAM")),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let cont = Packet::Auth(Auth {
         code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties,

@@ -2,6 +2,7 @@
 
 use bytes::BytesMut;
 use proptest::prelude::*;
+use ringmq::codec::PropertyValues;
 use ringmq::codec::{
     check, decode, encode, encode_publish, encoded_len, DecodeError, Decoded, Frame, Packet,
     ProtocolVersion,
@@ -138,10 +139,10 @@ proptest! {
 #[test]
 fn v3_encoding_drops_v5_only_fields() {
     use ringmq::codec::{Ack, PacketId, Properties, ReasonCode};
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         reason_string: Some("why".into()),
-        ..Properties::default()
-    };
+        ..Default::default()
+    });
     let ack = Ack {
         packet_id: PacketId::new(7).expect("non-zero"),
         code: ReasonCode(0x10),
