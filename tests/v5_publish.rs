@@ -501,3 +501,35 @@ fn rumqttc_v5_request_response_round_trip() {
     assert_eq!(correlation.as_deref(), Some(&b"req-42"[..]));
     responder.join().expect("responder thread");
 }
+
+/// 5.0 tells a publisher when nobody subscribed: PUBACK / PUBREC 0x10, as mosquitto does. A
+/// subscriber on another shard counts as a match (the interest summary knows it).
+#[test]
+fn puback_says_no_matching_subscribers() {
+    let broker = start_broker_with(|c| c.shards = c.shards.max(2));
+    let mut publisher = RawClient::connected(broker.shard(0), ConnectOpts::v5("lonely"));
+    let nobody = make_publish("nobody/listens", b"x", QoS::AtLeastOnce, false);
+    let ack = publisher.publish_qos1_ack(nobody);
+    assert_eq!(ack.code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+
+    let id = publisher.next_packet_id();
+    let mut qos2 = make_publish("nobody/listens", b"x", QoS::ExactlyOnce, false);
+    qos2.packet_id = Some(id);
+    publisher.send(&Packet::Publish(qos2));
+    assert_eq!(
+        publisher.recv_ack("PUBREC", id).code,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    );
+    publisher.send(&Packet::PubRel(Ack::new(id)));
+    publisher.recv_ack("PUBCOMP", id);
+
+    let mut far = subscriber(broker.shard(1), "far", "somebody/#");
+    let ack = publisher.publish_qos1_ack(make_publish(
+        "somebody/listens",
+        b"y",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
+    assert_eq!(text(&far.recv_publish()), "y");
+}

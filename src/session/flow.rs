@@ -13,7 +13,7 @@ use crate::codec::{
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 
-use super::{write_packet, Action, Awaiting, Message, Session, Subscription, Violation};
+use super::{write_packet, Action, Awaiting, Message, Reply, Session, Subscription, Violation};
 
 impl Session {
     /// Handles one packet from the attached connection.
@@ -130,14 +130,17 @@ impl Session {
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
                 if payload_ok {
-                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
+                    let message = Message::from_publish(topic, publish, now);
+                    actions.push(Action::Publish(message, None));
                 }
             }
+            (QoS::AtLeastOnce, Some(id)) if payload_ok => {
+                // [MQTT-4.3.2-2]: PUBACK carries the PUBLISH's packet id; the shard writes it
+                // once it knows whether anyone subscribed.
+                let message = Message::from_publish(topic, publish, now);
+                actions.push(Action::Publish(message, Some(Reply::PubAck(id))));
+            }
             (QoS::AtLeastOnce, Some(id)) => {
-                if payload_ok {
-                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
-                }
-                // [MQTT-4.3.2-2]: PUBACK carries the PUBLISH's packet id.
                 write_packet(out, version, &Packet::PubAck(ack_with(id, code)));
             }
             (QoS::ExactlyOnce, Some(id)) => {
@@ -157,9 +160,11 @@ impl Session {
                         });
                     }
                     self.inbound_qos2.insert(id);
-                    actions.push(Action::Publish(Message::from_publish(topic, publish, now)));
+                    let message = Message::from_publish(topic, publish, now);
+                    actions.push(Action::Publish(message, Some(Reply::PubRec(id))));
+                } else {
+                    write_packet(out, version, &Packet::PubRec(Ack::new(id)));
                 }
-                write_packet(out, version, &Packet::PubRec(Ack::new(id)));
             }
             (_, None) => unreachable!("codec guarantees a packet id for QoS > 0"),
         }

@@ -56,8 +56,9 @@ pub use message::Message;
 /// Something the session needs the rest of the broker to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Route this message to matching subscribers (and store it if retained).
-    Publish(Arc<Message>),
+    /// Route this message to matching subscribers (and store it if retained), then send the
+    /// reply, if any: 5.0 tells the publisher 0x10 when no subscriber matched.
+    Publish(Arc<Message>, Option<Reply>),
     /// A subscription was added or replaced; the shard updates the trie and sends retained.
     Subscribed {
         filter: SubscriptionFilter,
@@ -69,6 +70,34 @@ pub enum Action {
     /// The client sent DISCONNECT: the will is already discarded [MQTT-3.1.2-10] unless the
     /// reason was 0x04 (Disconnect with Will Message); close.
     Disconnect,
+}
+
+/// The acknowledgement a routed PUBLISH gets once routing is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    PubAck(PacketId),
+    PubRec(PacketId),
+}
+
+impl Reply {
+    /// The packet for it: `matched` false gives 0x10 No matching subscribers (5.0 only; a 3.x
+    /// encoder writes no reason code).
+    pub fn packet(self, matched: bool) -> Packet {
+        let code = if matched {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        };
+        let ack = |id| {
+            let mut ack = crate::codec::Ack::new(id);
+            ack.code = code;
+            ack
+        };
+        match self {
+            Reply::PubAck(id) => Packet::PubAck(ack(id)),
+            Reply::PubRec(id) => Packet::PubRec(ack(id)),
+        }
+    }
 }
 
 /// What the trie keeps per subscriber: the subscription's options and its 5.0 Subscription

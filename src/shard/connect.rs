@@ -88,7 +88,15 @@ impl Shard {
         }
         for action in actions.drain(..) {
             match action {
-                Action::Publish(message) => self.publish(now, Some(key), message),
+                Action::Publish(message, reply) => {
+                    let matched = self.publish(now, Some(key), message);
+                    if let Some(reply) = reply {
+                        let conn = &mut self.conns[id.index as usize];
+                        let version = conn_version(&conn.state);
+                        write_packet(&mut conn.out, version, &reply.packet(matched));
+                        self.mark_dirty(id);
+                    }
+                }
                 Action::Subscribed {
                     filter,
                     params,
@@ -446,6 +454,13 @@ impl Shard {
             self.clients.remove(entry.session.client_id());
         }
         entry.session
+    }
+}
+
+fn conn_version(state: &ConnState) -> ProtocolVersion {
+    match state {
+        ConnState::Attached { version, .. } => *version,
+        _ => ProtocolVersion::V3_1_1,
     }
 }
 

@@ -16,16 +16,17 @@ use super::{SessionKey, Shard};
 impl Shard {
     /// Routes one message published on this shard (by a client, a will or `$SYS`): to the
     /// peers that want it, then to local subscribers. `from` is the publishing session.
+    /// Returns whether any subscription matched (on any shard).
     pub(super) fn publish(
         &mut self,
         now: Instant,
         from: Option<SessionKey>,
         message: Arc<Message>,
-    ) {
+    ) -> bool {
         if from.is_some() && is_broker_topic(message.topic.as_str()) {
             // `$SYS` is the broker's own namespace; clients may not write to it.
             self.stats.publish_dropped += 1;
-            return;
+            return false;
         }
         if !message.topic.is_sys() {
             self.stats.publish_received += 1;
@@ -34,11 +35,12 @@ impl Shard {
         let origin = from
             .and_then(|key| self.sessions[key.0 as usize].conn)
             .map(|c| c.to_u64());
-        self.forward(&message, origin);
+        let remote = self.forward(&message, origin);
         self.flow.set_origin(origin.map(|conn| (self.id, conn)));
-        self.route_local(now, &message, true, from);
-        self.route_shared(now, from, &message, origin);
+        let local = self.route_local(now, &message, true, from);
+        let shared = self.route_shared(now, from, &message, origin);
         self.flow.set_origin(None);
+        remote || local || shared
     }
 
     /// A message published on another shard: `deliver` when we have matching subscribers;
@@ -58,12 +60,14 @@ impl Shard {
 
     /// Sends `message` once to each peer with matching interest, and to every peer if it is
     /// retained. Under mesh backpressure QoS 0 is dropped (counted); QoS 1/2 always queue and
-    /// the driver stops reading until the backlog drains.
-    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>) {
+    /// the driver stops reading until the backlog drains. Returns whether a peer has matching
+    /// subscribers.
+    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>) -> bool {
         if self.peers.shard_count() == 1 {
-            return;
+            return false;
         }
         self.peers.match_remote(message.topic.as_str());
+        let mut matched = false;
         let congested = self.mesh.backlog() >= self.limits.mesh_backlog_max as usize;
         for index in 0..self.peers.shard_count() {
             let to = ShardId(index as u16);
@@ -71,6 +75,7 @@ impl Shard {
                 continue;
             }
             let deliver = self.peers.is_target(to);
+            matched |= deliver;
             if !deliver && !message.retain {
                 continue;
             }
@@ -87,24 +92,26 @@ impl Shard {
                 },
             );
         }
+        matched
     }
 
     /// Stores a retained message and, if `deliver`, hands it to every matching local session
     /// once: at the highest granted QoS [MQTT-3.3.5-1], with the Subscription Identifiers of
     /// every matching subscription [MQTT-3.3.4-3], and not to the publisher's own session
     /// where it subscribed with No Local [MQTT-3.8.3-3]. `from` is the publishing session.
+    /// Returns whether any local session got it.
     fn route_local(
         &mut self,
         now: Instant,
         message: &Arc<Message>,
         deliver: bool,
         from: Option<super::SessionKey>,
-    ) {
+    ) -> bool {
         if message.retain {
             self.store_retained(message);
         }
         if !deliver {
-            return;
+            return false;
         }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
@@ -124,7 +131,9 @@ impl Shard {
             self.deliver_to(now, key, envelope);
             rest = &rest[same..];
         }
+        let matched = !matches.is_empty();
         self.matches = matches;
+        matched
     }
 
     /// Hands one copy of a message to one session.

@@ -244,15 +244,16 @@ impl Shard {
     }
 
     /// Routes a message published on this shard to one member of each matching group.
+    /// Returns whether any group matched.
     pub(super) fn route_shared(
         &mut self,
         now: Instant,
         from: Option<SessionKey>,
         message: &Arc<Message>,
         origin: Option<u64>,
-    ) {
+    ) -> bool {
         if self.shared.by_name.is_empty() {
-            return;
+            return false;
         }
         let publisher = match self.protocol.shared_strategy {
             SharedStrategy::HashClientId => {
@@ -264,9 +265,11 @@ impl Shard {
         let strategy = self.protocol.shared_strategy;
         self.shared
             .pick_all(message.topic.as_str(), strategy, publisher, &mut picked);
+        let matched = !picked.is_empty();
         for (name, member) in picked {
             self.send_shared(now, message.clone(), name, member, origin, publisher, 0);
         }
+        matched
     }
 
     /// Hands a message to the chosen member: locally, or over the mesh to its shard.
