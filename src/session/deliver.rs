@@ -109,6 +109,7 @@ impl Session {
     /// Resends the whole window after a resume: PUBLISH with DUP for messages not yet
     /// acknowledged, PUBREL for those between PUBREC and PUBCOMP [MQTT-4.4.0-1].
     pub(super) fn resend_inflight(&mut self, now: Instant, out: &mut Outbox) -> usize {
+        self.fit_window();
         let Some(link) = self.link.as_mut() else {
             return 0;
         };
@@ -130,6 +131,26 @@ impl Session {
             }
         }
         self.inflight.len()
+    }
+
+    /// A client may come back with a smaller Receive Maximum than the window it left with
+    /// [MQTT-3.3.4-9]: unacknowledged QoS 1 messages beyond the new window go back to the head
+    /// of the queue, in order, and are sent again (as new deliveries) when the window has room.
+    /// QoS 2 messages keep their place and packet id: a second delivery under a new id could
+    /// reach the application twice.
+    fn fit_window(&mut self) {
+        let Some(window) = self.link.as_ref().map(|l| l.window as usize) else {
+            return;
+        };
+        let mut index = self.inflight.len();
+        while self.inflight.len() > window && index > 0 {
+            index -= 1;
+            let entry = &self.inflight[index];
+            if entry.state == Awaiting::PubAck {
+                let entry = self.inflight.remove(index).expect("index is in range");
+                self.queue.push_front(entry.envelope);
+            }
+        }
     }
 
     fn send_outbound(&mut self, now: Instant, envelope: Envelope, out: &mut Outbox) -> Delivery {

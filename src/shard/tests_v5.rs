@@ -124,3 +124,39 @@ fn outbound_topic_aliases_up_to_the_clients_maximum() {
     ];
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn resume_with_a_smaller_receive_maximum_resends_only_what_fits() {
+    let mut sim = Sim::new(Limits::default());
+    let (sub, _) = sim.connect_v5("sub", true, expiry(60), None);
+    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    sim.recv(sub);
+    let publisher = sim.connect("pub", true).0;
+    for id in 1..=5 {
+        sim.send(
+            publisher,
+            &publish("t", &id.to_string(), QoS::AtLeastOnce, false, Some(id)),
+        );
+    }
+    assert_eq!(
+        publishes(&sim.recv(sub).0).len(),
+        5,
+        "all five in flight, unacknowledged"
+    );
+    sim.shard.handle_closed(sim.now, sub);
+    let mut properties = expiry(60);
+    properties.receive_maximum = Some(2);
+    let (sub, ack) = sim.connect_v5("sub", false, properties, None);
+    assert!(ack.session_present);
+    let got = sim.recv(sub).0;
+    let got = publishes(&got);
+    // [MQTT-3.3.4-9]: no more than the new Receive Maximum unacknowledged.
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|p| p.dup), "resends carry DUP");
+    let first = got[0].packet_id.expect("QoS 1");
+    sim.send(sub, &Packet::PubAck(crate::codec::Ack::new(first)));
+    let next = sim.recv(sub).0;
+    let next = publishes(&next);
+    assert_eq!(next.len(), 1, "one acknowledged, one more sent");
+    assert_eq!(&next[0].payload[..], b"3");
+}
