@@ -90,8 +90,7 @@ impl Shard {
             match action {
                 Action::Publish(message, reply) => {
                     let matched = self.publish(now, Some(key), message);
-                    if let Some(reply) = reply {
-                        let conn = &mut self.conns[id.index as usize];
+                    if let (Some(reply), Some(conn)) = (reply, self.conn_mut(id)) {
                         let version = conn_version(&conn.state);
                         write_packet(&mut conn.out, version, &reply.packet(matched));
                         self.mark_dirty(id);
