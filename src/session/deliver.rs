@@ -2,7 +2,6 @@
 //! rules on the way out (Message Expiry, the client's Receive Maximum and Maximum Packet Size,
 //! Subscription Identifiers, outbound Topic Aliases).
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::Outbox;
@@ -113,7 +112,7 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return 0;
         };
-        for entry in &self.inflight {
+        for entry in self.inflight.iter() {
             match entry.state {
                 Awaiting::PubComp => {
                     write_packet(
@@ -145,7 +144,7 @@ impl Session {
         let mut index = self.inflight.len();
         while self.inflight.len() > window && index > 0 {
             index -= 1;
-            let entry = &self.inflight[index];
+            let entry = self.inflight.get(index).expect("index is in range");
             if entry.state == Awaiting::PubAck {
                 let entry = self.inflight.remove(index).expect("index is in range");
                 self.queue.push_front(entry.envelope);
@@ -179,7 +178,7 @@ impl Session {
     /// Drops every queued and inflight message (a clean start, or the session ending).
     pub fn clear_pending(&mut self) {
         self.inflight.clear();
-        self.queue = VecDeque::new();
+        self.queue.clear();
         self.inbound_qos2.clear();
     }
 
@@ -190,18 +189,21 @@ impl Session {
     /// sent to another [MQTT-4.8.2-6].
     pub fn take_shared(&mut self) -> Vec<Envelope> {
         let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.inflight.len());
-        for entry in self.inflight.drain(..) {
+        for entry in self.inflight.take() {
             if entry.envelope.group().is_some() && entry.envelope.qos == QoS::AtLeastOnce {
                 taken.push(entry.envelope);
             } else {
-                kept.push_back(entry);
+                self.inflight.push_back(entry);
             }
         }
-        self.inflight = kept;
-        let (shared, own): (VecDeque<Envelope>, VecDeque<Envelope>) =
-            self.queue.drain(..).partition(|e| e.group().is_some());
-        self.queue = own;
+        let mut shared = Vec::new();
+        for envelope in self.queue.take() {
+            if envelope.group().is_some() {
+                shared.push(envelope);
+            } else {
+                self.queue.push_back(envelope);
+            }
+        }
         taken.extend(shared);
         taken
     }

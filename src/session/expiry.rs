@@ -46,6 +46,8 @@ impl Session {
             .take()
             .expect("detach from a session without a connection");
         let will = link.will;
+        self.inflight.release_if_empty();
+        self.queue.release_if_empty();
         if self.expiry_s == 0 {
             return Detached {
                 will: will.map(|w| *w),

@@ -229,11 +229,11 @@ impl Session {
     /// Removes an acknowledged message from the window. An ack for an unknown id, or one in the
     /// wrong state, is ignored: it is most likely a late duplicate.
     fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) {
-        if let Some(index) = self
+        let found = self
             .inflight
             .iter()
-            .position(|o| o.packet_id == ack.packet_id && o.state == expected)
-        {
+            .position(|o| o.packet_id == ack.packet_id && o.state == expected);
+        if let Some(index) = found {
             self.inflight.remove(index);
         }
     }

@@ -25,10 +25,10 @@ mod connect;
 mod deliver;
 mod expiry;
 mod flow;
+mod lazy;
 mod link;
 mod message;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,10 +194,10 @@ pub struct Session {
     /// [MQTT-3.8.4-3].
     subscriptions: HashMap<ByteStr, Subscription, SessionHasher>,
     /// In send order, so a resume resends in the original order [MQTT-4.6.0-1].
-    inflight: VecDeque<Outbound>,
+    inflight: lazy::LazyDeque<Outbound>,
     /// Messages waiting for room in the window or for the client to come back. Bounded by
     /// `Limits::queued_messages_max`.
-    queue: VecDeque<Envelope>,
+    queue: lazy::LazyDeque<Envelope>,
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a repeat PUBLISH with one of these
     /// ids is not routed again. Bounded by the 16-bit id space.
     inbound_qos2: IdSet,
@@ -215,8 +215,8 @@ impl Session {
             client_id,
             expiry_s,
             subscriptions: HashMap::default(),
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
+            inflight: Default::default(),
+            queue: Default::default(),
             inbound_qos2: IdSet::default(),
             next_packet_id: PacketId::new(1).expect("1 is a valid packet id"),
             link: None,
