@@ -348,6 +348,7 @@ impl<S: Stream> Driver<S> {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
             interval.tick().await;
+            crate::runtime::release_freed_memory();
             self.shard.borrow_mut().handle_tick(Instant::now());
             self.wake_released();
             self.flush.notify_one();
@@ -577,6 +578,13 @@ mod tests {
         index: 0,
         generation: 1,
     };
+
+    /// Every connection, idle or not, pays for its slot in the shard's connection slab.
+    #[test]
+    fn connection_slot_stays_small() {
+        let bytes = std::mem::size_of::<super::super::Conn>();
+        assert!(bytes <= 96, "Conn is {bytes} bytes; see the module docs");
+    }
 
     /// Every idle connection pays for its reader task; see `READER_FUTURE_BYTES_MAX`.
     #[test]
