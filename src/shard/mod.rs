@@ -24,6 +24,9 @@
 //!   for a clean start. The CONNACK waits for that answer.
 //! - **`$SYS`.** Shards send their counters to shard 0, which publishes the sums.
 //!
+//! Idle connections are what a broker has most of, so `Conn` is kept small (96 bytes, checked
+//! by a test); the whole per-connection budget, shard and driver, is tabled in [`driver`].
+//!
 //! Flushing is batched: writing to a connection only marks it dirty; the driver drains the
 //! dirty list once per tick and issues one write per connection for everything encoded since.
 //! Mesh sends are batched the same way and pushed once per tick.
