@@ -421,10 +421,10 @@ fn congestion_high_water(limits: &crate::config::Limits) -> usize {
 pub struct Outbox {
     pub bytes: BytesMut,
     /// Packets encoded into `bytes`, for the `$SYS` "messages sent" counter.
-    pub packets: u64,
+    pub packets: u32,
     /// Messages for this connection dropped since the shard last looked: expired while queued
     /// [MQTT-3.3.2-5], or larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
-    pub dropped: u64,
+    pub dropped: u32,
 }
 
 impl Outbox {

@@ -25,6 +25,14 @@ pub(super) struct AuthExchange {
     conversation: Option<Box<dyn AuthConversation>>,
     /// The CONNECT waiting for the exchange to succeed; `None` once connected.
     pending: Option<Box<ConnectParams>>,
+    /// When CONNECT arrived: the exchange must end within `CONNECT_TIMEOUT`.
+    since: Instant,
+}
+
+impl AuthExchange {
+    pub(super) fn since(&self) -> Instant {
+        self.since
+    }
 }
 
 impl std::fmt::Debug for AuthExchange {
@@ -65,9 +73,10 @@ impl Shard {
                 method,
                 conversation: Some(conversation),
                 pending: Some(Box::new(params)),
+                since: now,
             },
         );
-        self.conns[id.index as usize].state = ConnState::Authenticating { since: now };
+        self.conns[id.index as usize].state = ConnState::Authenticating;
         self.auth_step(now, id, step);
     }
 

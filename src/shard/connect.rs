@@ -35,7 +35,7 @@ impl Shard {
                     self.end_connection(now, id, End::Refused);
                 }
             },
-            ConnState::Authenticating { .. } => match packet {
+            ConnState::Authenticating => match packet {
                 Packet::Auth(auth) => self.handle_auth(now, id, auth),
                 Packet::Disconnect(_) => self.end_connection(now, id, End::Refused),
                 // [MQTT-4.12.0-4]: only AUTH or DISCONNECT until CONNACK.
@@ -82,7 +82,7 @@ impl Shard {
             &self.limits,
             &self.protocol,
         );
-        self.stats.publish_dropped += std::mem::take(&mut conn.out.dropped);
+        self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
         if !conn.out.is_empty() {
             self.mark_dirty(id);
         }
@@ -322,7 +322,7 @@ impl Shard {
             &self.limits,
             &self.protocol,
         );
-        self.stats.publish_dropped += std::mem::take(&mut conn.out.dropped);
+        self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
         self.stats.clients_connected += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");

@@ -24,6 +24,9 @@
 //!   for a clean start. The CONNACK waits for that answer.
 //! - **`$SYS`.** Shards send their counters to shard 0, which publishes the sums.
 //!
+//! Idle connections are what a broker has most of, so `Conn` is kept small (96 bytes, checked
+//! by a test); the whole per-connection budget, shard and driver, is tabled in [`driver`].
+//!
 //! Flushing is batched: writing to a connection only marks it dirty; the driver drains the
 //! dirty list once per tick and issues one write per connection for everything encoded since.
 //! Mesh sends are batched the same way and pushed once per tick.
@@ -43,7 +46,7 @@ mod tests_mesh;
 #[cfg(test)]
 mod tests_v5;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -52,7 +55,7 @@ use slab::Slab;
 
 use std::collections::BTreeSet;
 
-use crate::codec::{self, ByteStr, Decoded, ProtocolVersion};
+use crate::codec::{self, ByteStr, Decoded, Packet, ProtocolVersion};
 use crate::config::{Limits, ProtocolOptions};
 use crate::mesh::{Endpoint, ShardId, ShardMessage, StatsSnapshot};
 use crate::session::{
@@ -98,8 +101,9 @@ enum ConnState {
     /// Accepted; the first packet must be CONNECT [MQTT-3.1.0-1].
     AwaitingConnect { since: Instant },
     /// CONNECT named an authentication method; waiting for the client's next AUTH packet
-    /// (the conversation is in `Shard::auth`).
-    Authenticating { since: Instant },
+    /// (the conversation, and when CONNECT came, are in `Shard::auth`; a second `Instant` here
+    /// would cost every connection slot 8 bytes).
+    Authenticating,
     /// CONNECT is valid; waiting for the client id's home shard to grant the session. Later
     /// input stays buffered until then.
     AwaitingSession { params: Box<ConnectParams> },
@@ -118,8 +122,9 @@ struct Conn {
     generation: u32,
     state: ConnState,
     /// Bytes received but not yet decoded (a partial frame). Released when empty, so an idle
-    /// connection holds no read buffer.
-    read_buf: BytesMut,
+    /// connection holds no read buffer; boxed, because even an empty `BytesMut` is 32 bytes of
+    /// every connection's slot, where `None` is 8.
+    read_buf: Option<Box<BytesMut>>,
     out: Outbox,
     /// Already in the dirty list; avoids listing a connection twice per tick.
     dirty: bool,
@@ -127,7 +132,47 @@ struct Conn {
     hold_until: u64,
     /// How many shards currently ask us not to read from this connection (flow control).
     throttles: u16,
-    peer: SocketAddr,
+    /// For logs only.
+    peer: PeerAddr,
+}
+
+/// A peer address in 16 bytes where `SocketAddr` takes 32: IPv4 inline, IPv6 boxed. `Conn`
+/// is paid for by every idle connection, and only logs read this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PeerAddr {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> PeerAddr {
+        match addr {
+            SocketAddr::V4(v4) => PeerAddr::V4(v4),
+            SocketAddr::V6(v6) => PeerAddr::V6(Box::new(v6)),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::V4(v4) => v4.fmt(f),
+            PeerAddr::V6(v6) => v6.fmt(f),
+        }
+    }
+}
+
+/// A CONNECT's client id (and user name) are slices of the frame they came in, and the
+/// session keeps the id for its whole life, which would keep the whole frame and its
+/// shared-buffer header allocated (~70 bytes per idle connection). Copying them out lets the
+/// frame go as soon as the CONNECT is handled.
+fn copy_out_of_frame(packet: &mut Packet) {
+    if let Packet::Connect(connect) = packet {
+        connect.client_id = ByteStr::from(connect.client_id.as_str());
+        if let Some(username) = &mut connect.username {
+            *username = ByteStr::from(username.as_str());
+        }
+    }
 }
 
 /// A session and the connection currently attached to it, if any.
@@ -260,12 +305,12 @@ impl Shard {
         let index = self.conns.insert(Conn {
             generation,
             state: ConnState::AwaitingConnect { since: now },
-            read_buf: BytesMut::new(),
+            read_buf: None,
             out: Outbox::default(),
             dirty: false,
             hold_until: 0,
             throttles: 0,
-            peer,
+            peer: PeerAddr::from(peer),
         });
         self.stats.connections_accepted += 1;
         Some(ConnectionId {
@@ -294,7 +339,9 @@ impl Shard {
         if conn.state == ConnState::Closing {
             return;
         }
-        conn.read_buf.extend_from_slice(data);
+        conn.read_buf
+            .get_or_insert_with(Box::default)
+            .extend_from_slice(data);
         self.stats.bytes_received += data.len() as u64;
         self.process_input(now, id);
         self.resume_released(now);
@@ -314,17 +361,21 @@ impl Shard {
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
-                ConnState::Authenticating { .. } => ProtocolVersion::V5,
+                ConnState::Authenticating => ProtocolVersion::V5,
                 ConnState::AwaitingSession { .. } | ConnState::Closing => break,
             };
-            match codec::decode(&mut conn.read_buf, version, packet_size_max) {
-                Ok(Decoded::Packet(packet)) => {
+            let Some(read_buf) = conn.read_buf.as_deref_mut() else {
+                break;
+            };
+            match codec::decode(read_buf, version, packet_size_max) {
+                Ok(Decoded::Packet(mut packet)) => {
+                    copy_out_of_frame(&mut packet);
                     self.stats.messages_received += 1;
                     self.dispatch(now, id, packet);
                 }
                 Ok(Decoded::Incomplete { .. }) => break,
                 Err(error) => {
-                    let peer = conn.peer;
+                    let peer = conn.peer.clone();
                     self.stats.malformed_packets += 1;
                     tracing::info!(%peer, %error, "closing connection: malformed packet");
                     self.decode_failed(now, id, error);
@@ -333,8 +384,8 @@ impl Shard {
             }
         }
         if let Some(conn) = self.conn_mut(id) {
-            if conn.read_buf.is_empty() {
-                conn.read_buf = BytesMut::new();
+            if conn.read_buf.as_ref().is_some_and(|b| b.is_empty()) {
+                conn.read_buf = None;
             }
         }
     }
@@ -361,8 +412,14 @@ impl Shard {
                 generation: conn.generation,
             };
             match conn.state {
-                ConnState::AwaitingConnect { since } | ConnState::Authenticating { since }
-                    if now - since > CONNECT_TIMEOUT =>
+                ConnState::AwaitingConnect { since } if now - since > CONNECT_TIMEOUT => {
+                    expired.push((id, End::ConnectTimeout));
+                }
+                ConnState::Authenticating
+                    if self
+                        .auth
+                        .get(&id)
+                        .is_none_or(|a| now - a.since() > CONNECT_TIMEOUT) =>
                 {
                     expired.push((id, End::ConnectTimeout));
                 }
@@ -456,7 +513,7 @@ impl Shard {
         let packets = std::mem::take(&mut conn.out.packets);
         // Hand the whole allocation to the writer: an idle connection keeps no write buffer.
         let bytes = std::mem::take(&mut conn.out.bytes).freeze();
-        self.stats.messages_sent += packets;
+        self.stats.messages_sent += u64::from(packets);
         self.stats.bytes_sent += bytes.len() as u64;
         (Some(bytes), closing)
     }
