@@ -17,6 +17,9 @@
 //! issue: what a match costs when there are no wildcards to honour.
 //!
 //! Each size is one group and builds its trie once (the 10^6 build takes a few seconds).
+//!
+//! `trie/p2p_match/10` is the point-to-point load on its own: 10 devices, each subscribed to
+//! its own exact topic and nothing else, so the trie holds no wildcard filter at all.
 
 mod common;
 
@@ -36,6 +39,8 @@ const SINGLE_SLOTS_END: u32 = 98;
 const TOPICS: usize = 4096;
 /// Distinct new filters cycled through by the subscribe/unsubscribe benchmark.
 const NEW_FILTERS: usize = 1024;
+/// Publishers, each with one subscriber on its own exact topic, in the point-to-point case.
+const P2P_DEVICES: u32 = 10;
 
 /// The filter of subscription `i`.
 fn filter_text(i: u32) -> String {
@@ -148,7 +153,34 @@ fn bench_size(c: &mut Criterion, subscriptions: u32) {
     group.finish();
 }
 
+/// Point to point: only exact filters, each topic matching one subscriber.
+fn bench_p2p(c: &mut Criterion) {
+    let topics: Vec<String> = (0..P2P_DEVICES)
+        .map(|device| format!("site/17/device/{device}/temp"))
+        .collect();
+    let mut trie = SubscriptionTrie::new();
+    for (key, topic) in (0..).zip(&topics) {
+        let filter = TopicFilter::try_from(topic.as_str()).expect("benchmark filters are valid");
+        trie.insert(&filter, key, 1u8);
+    }
+    let mut group = c.benchmark_group("trie");
+    group.throughput(Throughput::Elements(1));
+    let mut next = 0usize;
+    group.bench_function(BenchmarkId::new("p2p_match", P2P_DEVICES), |b| {
+        b.iter(|| {
+            next = (next + 1) % topics.len();
+            let mut sum = 0u32;
+            trie.for_each_match(black_box(&topics[next]), |key, value| {
+                sum = sum.wrapping_add(key ^ u32::from(*value));
+            });
+            sum
+        })
+    });
+    group.finish();
+}
+
 fn trie_benches(c: &mut Criterion) {
+    bench_p2p(c);
     for subscriptions in [1_000, 10_000, 100_000, 1_000_000] {
         bench_size(c, subscriptions);
     }

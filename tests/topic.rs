@@ -460,6 +460,21 @@ fn check_trie(
     Ok(())
 }
 
+/// A filter drawn as often without wildcards as with: the trie keeps the two kinds apart.
+fn mixed_filter_text() -> impl Strategy<Value = String> {
+    prop_oneof![topic_text(), filter_text()]
+}
+
+/// Subscribes (`Some(value)`) or unsubscribes (`None`) key `.1` to the pool's filter `.0`.
+/// Three keys, so that one subscriber often holds several overlapping filters.
+fn step() -> impl Strategy<Value = (Index, u8, Option<u32>)> {
+    (
+        any::<Index>(),
+        0u8..3,
+        prop::option::weighted(0.6, any::<u32>()),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -496,6 +511,36 @@ proptest! {
         prop_assert!(trie.is_empty());
         prop_assert_eq!(trie.interned_levels(), 0);
         prop_assert_eq!(trie.node_count(), 2);
+        check_trie(&trie, &Model::new(), &topics)?;
+    }
+
+    #[test]
+    fn trie_agrees_with_plain_matcher_through_mixed_steps(
+        pool in prop::collection::vec(mixed_filter_text(), 1..12),
+        steps in prop::collection::vec(step(), 1..64),
+        random_topics in prop::collection::vec(topic_text(), 1..6),
+    ) {
+        // The pool's exact filters are topics too, or random topics would rarely hit them.
+        let mut topics = random_topics;
+        topics.extend(pool.iter().filter(|text| !filter(text).has_wildcards()).cloned());
+        let mut trie = SubscriptionTrie::new();
+        let mut model = Model::new();
+        for (index, key, value) in steps {
+            let text = index.get(&pool);
+            let step = (text.clone(), key);
+            match value {
+                Some(value) => prop_assert_eq!(trie.insert(&filter(text), key, value), model.insert(step, value)),
+                None => prop_assert_eq!(trie.remove(&filter(text), &key), model.remove(&step)),
+            }
+            check_trie(&trie, &model, &topics)?;
+        }
+        for ((text, key), value) in &model {
+            prop_assert_eq!(trie.get(&filter(text), key), Some(value));
+            prop_assert_eq!(trie.remove(&filter(text), key), Some(*value));
+        }
+        prop_assert!(trie.is_empty());
+        prop_assert_eq!(trie.node_count(), 2);
+        prop_assert_eq!(trie.interned_levels(), 0);
         check_trie(&trie, &Model::new(), &topics)?;
     }
 

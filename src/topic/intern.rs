@@ -27,8 +27,9 @@ struct Interned {
 }
 
 impl Interner {
-    /// The id of `level` if some node uses it. The matcher calls this for every level of every
-    /// published topic: `None` means only `+` and `#` can match that level.
+    /// The id of `level` if some node uses it. The matcher calls this at most once per level
+    /// of a published topic, where a node it visits has literal children: `None` means only
+    /// `+` and `#` can match that level.
     pub(crate) fn get(&self, level: &str) -> Option<LevelId> {
         self.levels.get(level).map(|interned| interned.id)
     }

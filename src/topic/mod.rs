@@ -19,11 +19,14 @@
 //! | `name.rs` | [`TopicName`]: what a PUBLISH may name |
 //! | `filter.rs` | [`TopicFilter`] and the reference matcher [`TopicFilter::matches`] |
 //! | `shared.rs` | [`SubscriptionFilter`]: `$share/{ShareName}/{filter}` |
+//! | `children.rs` | one wildcard-trie node's literal children |
 //! | `intern.rs` | level strings interned to `LevelId`s, reference counted |
-//! | `subscribers.rs` | one trie node's subscriber list |
-//! | `trie.rs` | [`SubscriptionTrie`] |
+//! | `subscribers.rs` | one filter's subscriber list |
+//! | `trie.rs` | [`SubscriptionTrie`]: exact filters in a hash map, the rest in `wildcard.rs` |
+//! | `wildcard.rs` | the trie of filters with `+` or `#`, walked level by level |
 //! | `retained.rs` | [`RetainedStore`] |
 
+mod children;
 mod error;
 mod filter;
 mod intern;
@@ -32,6 +35,7 @@ mod retained;
 mod shared;
 mod subscribers;
 mod trie;
+mod wildcard;
 
 pub use error::TopicError;
 pub use filter::{FilterLevel, FilterLevels, TopicFilter};
@@ -46,7 +50,7 @@ pub use trie::SubscriptionTrie;
 /// stack sized by this constant, so bounding it bounds both the work per PUBLISH and the stack
 /// that [`SubscriptionTrie::for_each_match`] keeps without allocating. 128 is far deeper than
 /// the handful of levels real hierarchies use, yet small enough that the matcher's inline
-/// buffers stay around 3 KiB of stack.
+/// buffers stay around 5 KiB of stack.
 pub const TOPIC_LEVELS_MAX: usize = 128;
 
 /// The longest topic name or filter in bytes: a UTF-8 string on the wire has a 16-bit length

@@ -2,10 +2,16 @@
 //! shares with a filter (length, null character, level count).
 
 use std::fmt;
+use std::iter::FusedIterator;
 
 use crate::codec::ByteStr;
 
 use super::{TopicError, LEVEL_SEPARATOR, TOPIC_LEN_MAX, TOPIC_LEVELS_MAX};
+
+/// [`LEVEL_SEPARATOR`] as the byte [`Levels`] searches for; ASCII, so never inside a longer
+/// UTF-8 sequence.
+const SEPARATOR_BYTE: u8 = LEVEL_SEPARATOR as u8;
+const _: () = assert!(LEVEL_SEPARATOR.is_ascii());
 
 /// A topic name: non-empty, at most [`TOPIC_LEN_MAX`] bytes and [`TOPIC_LEVELS_MAX`] levels,
 /// without U+0000 and without wildcards. Keeps the wire `Bytes`, so validating a PUBLISH
@@ -15,8 +21,16 @@ pub struct TopicName(ByteStr);
 
 /// The levels of a topic name or filter, split at `/`. An empty level is a level: `/a` has two
 /// and `a//b` three (§4.7.1.1).
+///
+/// The subscription matcher splits a PUBLISH topic whenever there are wildcard filters to walk,
+/// so this searches bytes for [`LEVEL_SEPARATOR`] directly rather than through `str::split`'s generic `char` searcher:
+/// levels are a few bytes long, and a plain loop over them beats `memchr`'s set-up. Splitting
+/// at an ASCII byte always leaves both halves on a UTF-8 boundary.
 #[derive(Debug, Clone)]
-pub struct Levels<'a>(std::str::Split<'a, char>);
+pub struct Levels<'a> {
+    /// What is left to split, or `None` once the last level has been returned.
+    rest: Option<&'a str>,
+}
 
 /// What one pass over a topic string found; shared by names and filters.
 pub(super) struct Scan {
@@ -63,7 +77,7 @@ impl TopicName {
 
 impl<'a> Levels<'a> {
     pub(super) fn new(text: &'a str) -> Levels<'a> {
-        Levels(text.split(LEVEL_SEPARATOR))
+        Levels { rest: Some(text) }
     }
 }
 
@@ -71,9 +85,21 @@ impl<'a> Iterator for Levels<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        self.0.next()
+        let rest = self.rest?;
+        match rest.bytes().position(|byte| byte == SEPARATOR_BYTE) {
+            Some(at) => {
+                self.rest = Some(&rest[at + 1..]);
+                Some(&rest[..at])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
     }
 }
+
+impl FusedIterator for Levels<'_> {}
 
 impl TryFrom<&str> for TopicName {
     type Error = TopicError;
@@ -169,5 +195,14 @@ mod tests {
     fn levels_keep_empty_levels() {
         let topic = name("/a//b/").expect("valid");
         assert_eq!(topic.levels().collect::<Vec<_>>(), ["", "a", "", "b", ""]);
+        for text in ["a", "/", "//", "ü/日本/", "a/b/c", "$SYS/x"] {
+            let split: Vec<_> = text.split(LEVEL_SEPARATOR).collect();
+            assert_eq!(Levels::new(text).collect::<Vec<_>>(), split, "{text}");
+        }
+        let mut levels = Levels::new("a");
+        assert_eq!(
+            (levels.next(), levels.next(), levels.next()),
+            (Some("a"), None, None)
+        );
     }
 }

@@ -10,7 +10,7 @@
 
 use ahash::AHashMap;
 
-use super::{FilterLevel, FilterLevels, TopicFilter, TopicName, LEVEL_SEPARATOR};
+use super::{FilterLevel, FilterLevels, Levels, TopicFilter, TopicName};
 
 /// Topic -> retained message `V` (the shard's stored PUBLISH). Holds at most one per topic:
 /// a new retained message replaces the old one ([MQTT-3.3.1-5] in 5.0).
@@ -68,14 +68,14 @@ impl<V> RetainedStore<V> {
     /// Removes `topic`'s retained message (a retained PUBLISH with an empty payload does this:
     /// [MQTT-3.3.1-6] in 5.0, [MQTT-3.3.1-10] in 3.1.1), pruning levels no other topic needs.
     pub fn remove(&mut self, topic: &str) -> Option<V> {
-        let removed = remove_at(&mut self.root, &mut topic.split(LEVEL_SEPARATOR))?;
+        let removed = remove_at(&mut self.root, &mut Levels::new(topic))?;
         self.len -= 1;
         Some(removed)
     }
 
     pub fn get(&self, topic: &str) -> Option<&V> {
         let mut node = &self.root;
-        for level in topic.split(LEVEL_SEPARATOR) {
+        for level in Levels::new(topic) {
             node = node.children.get(level)?;
         }
         node.message.as_ref().map(|(_, value)| value)

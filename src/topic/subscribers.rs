@@ -1,5 +1,5 @@
-//! The subscribers of one filter: the list a trie node keeps for its exact level and for its
-//! `#` slot.
+//! The subscribers of one filter: the list an exact filter's map entry keeps, and a wildcard
+//! trie node for the filter that ends there and for its `#` slot.
 //!
 //! Most filters have one subscriber (a device's own topic), a few have thousands (a dashboard's
 //! `#`). A `Vec` scanned linearly is the fastest both to iterate and, while short, to search;

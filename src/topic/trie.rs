@@ -1,95 +1,49 @@
 //! [`SubscriptionTrie`]: from topic filters to subscribers, matched by a published topic.
 //!
-//! The FlashMQ / mosquitto shape: a node per filter level, each with literal children, one `+`
-//! child and one `#` slot. `#` is always a filter's last level [MQTT-4.7.1-2], so its slot is a
-//! subscriber list rather than a node. Filters whose first level starts with `$` live under a
-//! root of their own, so a `$SYS/...` topic never visits a `+` or `#` at the top level
-//! [MQTT-4.7.2-1], and an ordinary topic never visits the `$` filters.
+//! Owns every subscription of one shard's index, split by the shape of its filter:
+//! - **exact filters**, without `+` or `#`, in a hash map keyed by the whole filter text. Such a
+//!   filter matches exactly one topic name, the one spelled the same (no normalisation,
+//!   [MQTT-4.7.3-4]), so one hash of the published topic and one compare find all of them: no
+//!   split into levels, no lookup per level. Devices that each publish to and subscribe on
+//!   their own topic, the common point-to-point load, use nothing else.
+//! - **wildcard filters** in a `WildcardTrie` (`wildcard.rs`), walked level by level, and only
+//!   when it holds a filter the topic could reach.
 //!
-//! Level text is interned (see `intern.rs`), nodes live in a slab and are pruned, and their
-//! levels released, as soon as no subscription needs them: the trie's size follows the live
-//! subscriptions, which the caller bounds.
+//! The `$`-topic rule [MQTT-4.7.2-1] is about a wildcard at the first level, so it lives in the
+//! wildcard trie alone: an exact `$SYS/uptime` matches the topic `$SYS/uptime` and nothing else.
+//!
+//! Does not own what a key or value means; the caller picks `K` and `V`.
 
 use std::fmt;
 use std::hash::Hash;
 
 use ahash::AHashMap;
-use slab::Slab;
-use smallvec::SmallVec;
 
-use super::intern::{Interner, LevelId};
 use super::subscribers::Subscribers;
-use super::{FilterLevel, TopicFilter, LEVEL_SEPARATOR, TOPIC_LEVELS_MAX};
+use super::wildcard::WildcardTrie;
+use super::TopicFilter;
 
-/// Inline capacity of the matcher's level and stack buffers. The depth-first walk holds at
-/// most one pending sibling per level plus two at the deepest, so a topic of up to
-/// [`TOPIC_LEVELS_MAX`] levels never makes [`SubscriptionTrie::for_each_match`] allocate.
-const MATCH_INLINE: usize = TOPIC_LEVELS_MAX + 1;
-
-/// Inline capacity of the path `remove` keeps for pruning; removal is not the hot path, so a
-/// deep filter may spill to the heap.
-const PATH_INLINE: usize = 16;
+/// Below this many buckets the exact map is never shrunk: a small map costs little, and
+/// resizing it back and forth would cost more.
+const EXACT_CAPACITY_MIN: usize = 64;
 
 /// Topic filters to subscribers: `K` names a subscriber (a session), `V` is what it asked for
 /// (its subscription options). A subscriber holds at most one `V` per filter.
 pub struct SubscriptionTrie<K, V> {
-    nodes: Slab<Node<K, V>>,
-    levels: Interner,
-    /// Root of the filters whose first level does not start with `$`.
-    root: NodeId,
-    /// Root of the filters whose first level starts with `$`; only `$` topics look here.
-    sys_root: NodeId,
-    /// (filter, subscriber) pairs.
+    /// Filters without wildcards, by their text. The key is a copy rather than the filter's
+    /// `ByteStr`, which may be a slice of a whole SUBSCRIBE packet and would keep it alive.
+    exact: AHashMap<Box<str>, Subscribers<K, V>>,
+    /// Filters with `+` or `#`.
+    wildcard: WildcardTrie<K, V>,
+    /// (filter, subscriber) pairs, in both indexes.
     len: usize,
-}
-
-/// A node's place in the slab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct NodeId(u32);
-
-/// The subscriptions whose filter reaches this node, and the ways to go one level deeper.
-struct Node<K, V> {
-    /// Children reached by a literal level.
-    literal: AHashMap<LevelId, NodeId>,
-    /// The child reached by `+`.
-    single: Option<NodeId>,
-    /// Subscribers of this node's filter followed by `/#`.
-    multi: Subscribers<K, V>,
-    /// Subscribers of exactly this node's filter.
-    exact: Subscribers<K, V>,
-}
-
-/// How a parent reaches a child; `remove` remembers it to unlink a pruned node.
-#[derive(Debug, Clone, Copy)]
-enum Edge<'a> {
-    Literal(LevelId, &'a str),
-    Single,
-}
-
-/// Which of a node's subscriber lists a filter ends in.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Exact,
-    Multi,
-}
-
-/// One pending step of the matcher's walk: `node`, reached by matching `depth` topic levels.
-#[derive(Debug, Clone, Copy)]
-struct Visit {
-    node: NodeId,
-    depth: usize,
 }
 
 impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     pub fn new() -> Self {
-        let mut nodes = Slab::new();
-        let root = NodeId::of(nodes.insert(Node::default()));
-        let sys_root = NodeId::of(nodes.insert(Node::default()));
         SubscriptionTrie {
-            nodes,
-            levels: Interner::default(),
-            root,
-            sys_root,
+            exact: AHashMap::new(),
+            wildcard: WildcardTrie::new(),
             len: 0,
         }
     }
@@ -103,52 +57,55 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
         self.len == 0
     }
 
-    /// How many distinct literal levels the stored filters use; zero when the trie is empty.
+    /// How many distinct literal levels the wildcard filters use; zero when there are none.
+    /// Exact filters intern nothing.
     pub fn interned_levels(&self) -> usize {
-        self.levels.len()
+        self.wildcard.interned_levels()
     }
 
-    /// How many nodes the trie holds, including its two roots; for memory accounting.
+    /// How many nodes the wildcard trie holds, including its two roots; for memory accounting.
+    /// Exact filters take one map entry each and no node.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.wildcard.node_count()
     }
 
     /// Subscribes `key` to `filter`. If it already was, replaces the value and returns the
     /// old one rather than adding a second subscription [MQTT-3.8.4-3].
     pub fn insert(&mut self, filter: &TopicFilter, key: K, value: V) -> Option<V> {
-        let mut node = self.root_for(filter);
-        let mut slot = Slot::Exact;
-        for level in filter.levels() {
-            node = match level {
-                FilterLevel::MultiLevelWildcard => {
-                    slot = Slot::Multi;
-                    break;
-                }
-                FilterLevel::SingleLevelWildcard => self.single_child_or_insert(node),
-                FilterLevel::Literal(text) => self.literal_child_or_insert(node, text),
-            };
-        }
-        let previous = self.node_mut(node).slot_mut(slot).insert(key, value);
+        let previous = if filter.has_wildcards() {
+            self.wildcard.insert(filter, key, value)
+        } else if let Some(subscribers) = self.exact.get_mut(filter.as_str()) {
+            subscribers.insert(key, value)
+        } else {
+            let mut subscribers = Subscribers::default();
+            subscribers.insert(key, value);
+            self.exact.insert(Box::from(filter.as_str()), subscribers);
+            None
+        };
         if previous.is_none() {
             self.len += 1;
         }
         previous
     }
 
-    /// Unsubscribes `key` from `filter`, pruning the nodes and levels no longer needed.
+    /// Unsubscribes `key` from `filter`, freeing whatever no other subscription needs.
     pub fn remove(&mut self, filter: &TopicFilter, key: &K) -> Option<V> {
-        let mut path: SmallVec<[(NodeId, Edge<'_>); PATH_INLINE]> = SmallVec::new();
-        let (node, slot) = self.find(filter, |parent, edge| path.push((parent, edge)))?;
-        let removed = self.node_mut(node).slot_mut(slot).remove(key)?;
+        let removed = if filter.has_wildcards() {
+            self.wildcard.remove(filter, key)?
+        } else {
+            self.remove_exact(filter.as_str(), key)?
+        };
         self.len -= 1;
-        self.prune(node, &path);
         Some(removed)
     }
 
     /// The value `key` subscribed to `filter` with, if it did.
     pub fn get(&self, filter: &TopicFilter, key: &K) -> Option<&V> {
-        let (node, slot) = self.find(filter, |_, _| {})?;
-        self.node(node).slot(slot).get(key)
+        if filter.has_wildcards() {
+            self.wildcard.get(filter, key)
+        } else {
+            self.exact.get(filter.as_str())?.get(key)
+        }
     }
 
     /// Calls `f` once per (subscriber, value) whose filter matches `topic`: a subscriber with
@@ -156,170 +113,30 @@ impl<K: Copy + Eq + Hash, V> SubscriptionTrie<K, V> {
     /// unspecified.
     ///
     /// `topic` should be a valid [`super::TopicName`]; any other text is matched level by level
-    /// all the same, but one deeper than [`TOPIC_LEVELS_MAX`] makes the walk allocate.
+    /// all the same, but one deeper than [`super::TOPIC_LEVELS_MAX`] makes the walk allocate.
     pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&K, &V)) {
-        // One interner lookup per level, up front, so that `+` branches never hash a level
-        // twice. A level no filter uses is `None`: only `+` and `#` can match it.
-        let levels: SmallVec<[Option<LevelId>; MATCH_INLINE]> = topic
-            .split(LEVEL_SEPARATOR)
-            .map(|level| self.levels.get(level))
-            .collect();
-        // A `$` topic only meets filters that spell out its first level [MQTT-4.7.2-1].
-        let root = if topic.starts_with('$') {
-            self.sys_root
-        } else {
-            self.root
-        };
-        let mut stack: SmallVec<[Visit; MATCH_INLINE]> = SmallVec::new();
-        stack.push(Visit {
-            node: root,
-            depth: 0,
-        });
-        while let Some(Visit { node, depth }) = stack.pop() {
-            let node = self.node(node);
-            // `#` matches whatever is left, even nothing: `sport/#` matches `sport` (§4.7.1.2).
-            node.multi.iter().for_each(|(key, value)| f(key, value));
-            let Some(level) = levels.get(depth) else {
-                node.exact.iter().for_each(|(key, value)| f(key, value));
-                continue;
-            };
-            let depth = depth + 1;
-            if let Some(child) = node.single {
-                stack.push(Visit { node: child, depth });
-            }
-            if let Some(&child) = level.and_then(|id| node.literal.get(&id)) {
-                stack.push(Visit { node: child, depth });
+        // Checked first so that a shard without exact filters does not hash the topic.
+        if !self.exact.is_empty() {
+            if let Some(subscribers) = self.exact.get(topic) {
+                subscribers.iter().for_each(|(key, value)| f(key, value));
             }
         }
+        self.wildcard.for_each_match(topic, &mut f);
     }
 
-    /// Walks `filter`'s path without creating anything, telling `on_step` each edge taken.
-    fn find<'f>(
-        &self,
-        filter: &'f TopicFilter,
-        mut on_step: impl FnMut(NodeId, Edge<'f>),
-    ) -> Option<(NodeId, Slot)> {
-        let mut node = self.root_for(filter);
-        for level in filter.levels() {
-            let (edge, child) = match level {
-                FilterLevel::MultiLevelWildcard => return Some((node, Slot::Multi)),
-                FilterLevel::SingleLevelWildcard => (Edge::Single, self.node(node).single?),
-                FilterLevel::Literal(text) => {
-                    let id = self.levels.get(text)?;
-                    (Edge::Literal(id, text), *self.node(node).literal.get(&id)?)
-                }
-            };
-            on_step(node, edge);
-            node = child;
-        }
-        Some((node, Slot::Exact))
-    }
-
-    /// Frees `node` and its ancestors along `path` for as long as they hold nothing.
-    fn prune(&mut self, mut node: NodeId, path: &[(NodeId, Edge<'_>)]) {
-        for &(parent, edge) in path.iter().rev() {
-            if !self.node(node).is_empty() {
-                return;
+    fn remove_exact(&mut self, text: &str, key: &K) -> Option<V> {
+        let subscribers = self.exact.get_mut(text)?;
+        let removed = subscribers.remove(key)?;
+        if subscribers.is_empty() {
+            self.exact.remove(text);
+            // The map never shrinks by itself; a quarter full, halve its size so that memory
+            // follows the live subscriptions, at an amortised O(1) per removal.
+            let capacity = self.exact.capacity();
+            if capacity > EXACT_CAPACITY_MIN && self.exact.len() < capacity / 4 {
+                self.exact.shrink_to(capacity / 2);
             }
-            self.nodes.remove(node.index());
-            let parent_node = &mut self.nodes[parent.index()];
-            match edge {
-                Edge::Single => parent_node.single = None,
-                Edge::Literal(id, text) => {
-                    parent_node.literal.remove(&id);
-                    if parent_node.literal.is_empty() {
-                        parent_node.literal.shrink_to_fit();
-                    }
-                    self.levels.release(text);
-                }
-            }
-            node = parent;
         }
-    }
-
-    fn single_child_or_insert(&mut self, parent: NodeId) -> NodeId {
-        if let Some(child) = self.node(parent).single {
-            return child;
-        }
-        let child = NodeId::of(self.nodes.insert(Node::default()));
-        self.node_mut(parent).single = Some(child);
-        child
-    }
-
-    fn literal_child_or_insert(&mut self, parent: NodeId, text: &str) -> NodeId {
-        let existing = self
-            .levels
-            .get(text)
-            .and_then(|id| self.node(parent).literal.get(&id));
-        if let Some(&child) = existing {
-            return child;
-        }
-        let id = self.levels.acquire(text);
-        let child = NodeId::of(self.nodes.insert(Node::default()));
-        self.node_mut(parent).literal.insert(id, child);
-        child
-    }
-
-    fn root_for(&self, filter: &TopicFilter) -> NodeId {
-        if filter.is_sys() {
-            self.sys_root
-        } else {
-            self.root
-        }
-    }
-
-    fn node(&self, id: NodeId) -> &Node<K, V> {
-        &self.nodes[id.index()]
-    }
-
-    fn node_mut(&mut self, id: NodeId) -> &mut Node<K, V> {
-        &mut self.nodes[id.index()]
-    }
-}
-
-impl NodeId {
-    fn of(slab_key: usize) -> NodeId {
-        // Each node holds at least one subscription or child, and 2^32 of them would not fit
-        // in memory long before this fails.
-        NodeId(u32::try_from(slab_key).expect("invariant: fewer than 2^32 trie nodes"))
-    }
-
-    fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl<K: Copy + Eq + Hash, V> Node<K, V> {
-    fn is_empty(&self) -> bool {
-        self.literal.is_empty()
-            && self.single.is_none()
-            && self.multi.is_empty()
-            && self.exact.is_empty()
-    }
-
-    fn slot(&self, slot: Slot) -> &Subscribers<K, V> {
-        match slot {
-            Slot::Exact => &self.exact,
-            Slot::Multi => &self.multi,
-        }
-    }
-
-    fn slot_mut(&mut self, slot: Slot) -> &mut Subscribers<K, V> {
-        match slot {
-            Slot::Exact => &mut self.exact,
-            Slot::Multi => &mut self.multi,
-        }
-    }
-}
-
-impl<K, V> Default for Node<K, V> {
-    fn default() -> Self {
-        Node {
-            literal: AHashMap::new(),
-            single: None,
-            multi: Subscribers::default(),
-            exact: Subscribers::default(),
-        }
+        Some(removed)
     }
 }
 
@@ -333,8 +150,8 @@ impl<K, V> fmt::Debug for SubscriptionTrie<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubscriptionTrie")
             .field("len", &self.len)
-            .field("nodes", &self.nodes.len())
-            .field("interned_levels", &self.levels.len())
+            .field("exact_filters", &self.exact.len())
+            .field("wildcard", &self.wildcard)
             .finish()
     }
 }
@@ -347,50 +164,56 @@ mod tests {
         TopicFilter::try_from(text).expect("valid filter")
     }
 
-    fn matches(trie: &SubscriptionTrie<u32, ()>, topic: &str) -> Vec<u32> {
-        let mut keys = Vec::new();
-        trie.for_each_match(topic, |key, ()| keys.push(*key));
-        keys.sort_unstable();
-        keys
+    fn matches(trie: &SubscriptionTrie<u32, u32>, topic: &str) -> Vec<(u32, u32)> {
+        let mut hits = Vec::new();
+        trie.for_each_match(topic, |key, value| hits.push((*key, *value)));
+        hits.sort_unstable();
+        hits
     }
 
     #[test]
-    fn sys_filters_live_under_their_own_root() {
+    fn exact_filters_take_no_nodes() {
         let mut trie = SubscriptionTrie::new();
-        trie.insert(&filter("$SYS/#"), 1, ());
-        trie.insert(&filter("#"), 2, ());
-        trie.insert(&filter("+/uptime"), 3, ());
-        assert!(trie.node(trie.sys_root).multi.is_empty());
-        assert!(trie.node(trie.sys_root).single.is_none());
-        assert_eq!(matches(&trie, "$SYS/uptime"), [1]);
-        assert_eq!(matches(&trie, "SYS/uptime"), [2, 3]);
-    }
-
-    #[test]
-    fn removing_prunes_only_what_is_unused() {
-        let mut trie = SubscriptionTrie::new();
-        trie.insert(&filter("a/b/c"), 1, ());
-        trie.insert(&filter("a/+/#"), 1, ());
-        assert_eq!(
-            trie.node_count(),
-            2 + 4,
-            "a, b, c and +; `#` is a slot, not a node"
-        );
-        assert_eq!(trie.remove(&filter("a/b/c"), &1), Some(()));
-        assert_eq!(trie.node_count(), 2 + 2, "`a` and `+` stay for `a/+/#`");
-        assert_eq!(trie.interned_levels(), 1);
-        assert_eq!(trie.remove(&filter("a/+/#"), &2), None, "another key");
-        assert_eq!(trie.remove(&filter("a/+/#"), &1), Some(()));
-        assert_eq!(trie.node_count(), 2);
+        assert_eq!(trie.insert(&filter("a/b"), 1, 10), None);
+        assert_eq!(trie.insert(&filter("a/b"), 2, 20), None);
+        assert_eq!(trie.insert(&filter("$SYS/x"), 1, 30), None);
+        assert_eq!(trie.node_count(), 2, "only the wildcard trie's roots");
         assert_eq!(trie.interned_levels(), 0);
+        assert_eq!(matches(&trie, "a/b"), [(1, 10), (2, 20)]);
+        assert_eq!(matches(&trie, "$SYS/x"), [(1, 30)]);
+        assert_eq!(matches(&trie, "a/b/c"), []);
+
+        trie.insert(&filter("a/+"), 1, 40);
+        assert_eq!(matches(&trie, "a/b"), [(1, 10), (1, 40), (2, 20)]);
+        assert_eq!(trie.len(), 4);
+        assert_eq!(trie.insert(&filter("a/b"), 1, 11), Some(10), "replaces");
+        assert_eq!(trie.get(&filter("a/b"), &1), Some(&11));
+        assert_eq!(trie.get(&filter("a/+"), &1), Some(&40));
+        assert_eq!(trie.remove(&filter("a/b"), &3), None, "another key");
+        assert_eq!(trie.remove(&filter("a/c"), &1), None, "another filter");
+        assert_eq!(trie.remove(&filter("a/b"), &1), Some(11));
+        assert_eq!(trie.remove(&filter("a/b"), &2), Some(20));
+        assert_eq!(trie.exact.len(), 1, "`a/b` is gone, `$SYS/x` stays");
+        assert_eq!(trie.len(), 2);
     }
 
     #[test]
-    fn deepest_topic_matches() {
-        let deepest = vec!["+"; TOPIC_LEVELS_MAX].join("/");
+    fn exact_map_shrinks_as_filters_go() {
         let mut trie = SubscriptionTrie::new();
-        trie.insert(&filter(&deepest), 7, ());
-        let topic = vec!["x"; TOPIC_LEVELS_MAX].join("/");
-        assert_eq!(matches(&trie, &topic), [7]);
+        let filters: Vec<_> = (0..4096).map(|n| filter(&format!("d/{n}"))).collect();
+        for (key, f) in (0..).zip(&filters) {
+            trie.insert(f, key, key);
+        }
+        let full = trie.exact.capacity();
+        for (key, f) in (0..).zip(&filters).skip(16) {
+            assert_eq!(trie.remove(f, &key), Some(key));
+        }
+        assert!(
+            trie.exact.capacity() <= full / 8,
+            "{full} -> {}",
+            trie.exact.capacity()
+        );
+        assert_eq!(matches(&trie, "d/15"), [(15, 15)]);
+        assert_eq!(trie.len(), 16);
     }
 }
