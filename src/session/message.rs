@@ -34,8 +34,12 @@ impl Message {
     /// subscription ids are per hop.
     pub fn from_publish(topic: TopicName, publish: Publish, now: Instant) -> Arc<Message> {
         let mut properties = publish.properties;
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
+        // Checked before written: a write through `Properties` allocates its box, which a
+        // PUBLISH without properties (most of them) must not pay for.
+        if properties.topic_alias.is_some() || !properties.subscription_identifiers.is_empty() {
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+        }
         let expires_at = expiry(&properties, now);
         Arc::new(Message {
             topic,
@@ -52,7 +56,9 @@ impl Message {
     /// delay does not.
     pub fn from_will(will: ValidWill, now: Instant) -> Arc<Message> {
         let mut properties = will.will.properties;
-        properties.will_delay_interval_s = None;
+        if properties.will_delay_interval_s.is_some() {
+            properties.will_delay_interval_s = None;
+        }
         let expires_at = expiry(&properties, now);
         Arc::new(Message {
             topic: will.topic,

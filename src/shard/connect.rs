@@ -107,7 +107,7 @@ impl Shard {
         }
         self.actions = actions;
         // Acknowledgements may have drained a congested queue.
-        self.check_congestion(now);
+        self.check_congestion_of(now, key);
         if let Err(violation) = result {
             self.stats.protocol_errors += 1;
             let client_id = self.sessions[key.0 as usize].session.client_id();

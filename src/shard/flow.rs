@@ -152,9 +152,32 @@ impl Shard {
                 .get(key.0 as usize)
                 .is_some_and(|e| !e.session.is_decongested(now, limits))
         });
-        if !self.flow.congested.is_empty() {
+        if self.flow.congested.is_empty() {
+            self.release_all();
+        }
+    }
+
+    /// After a packet from session `key`'s client: if its acknowledgements drained its queue,
+    /// it is no longer congested. The per-packet form of [`Shard::check_congestion`], which
+    /// scans every congested session and runs on ticks (stalls) and closes (departures).
+    pub(super) fn check_congestion_of(&mut self, now: Instant, key: SessionKey) {
+        if self.flow.congested.is_empty() || !self.flow.congested.contains(&key) {
             return;
         }
+        if !self.sessions[key.0 as usize]
+            .session
+            .is_decongested(now, &self.limits)
+        {
+            return;
+        }
+        self.flow.congested.remove(&key);
+        if self.flow.congested.is_empty() {
+            self.release_all();
+        }
+    }
+
+    /// Lifts every throttle this shard placed, here and on its peers.
+    fn release_all(&mut self) {
         let mut shards: Vec<ShardId> = self.flow.throttling.drain().map(|(s, _)| s).collect();
         shards.sort_unstable();
         shards.dedup();
