@@ -201,6 +201,19 @@ fn bind_all(config: &Config) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAdd
 /// Starts the broker and runs it until SIGINT or SIGTERM.
 pub fn run(config: Config) -> io::Result<()> {
     let loopback_only = config.listeners.iter().all(|a| a.ip().is_loopback());
+    // The handlers are installed before the broker says it is serving: a SIGTERM that comes
+    // right after that line must shut down cleanly, not kill the process (a CI flake).
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        let _context = signals.enter();
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     let broker = start(config)?;
     if loopback_only {
         tracing::info!(
@@ -208,17 +221,12 @@ pub fn run(config: Config) -> io::Result<()> {
              --listen 0.0.0.0:1883 or set `listen` in a config file"
         );
     }
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     signals.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         }
-        io::Result::Ok(())
-    })?;
+    });
     broker.shutdown();
     tracing::info!("stopped");
     Ok(())

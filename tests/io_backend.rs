@@ -148,7 +148,8 @@ fn blocked_io_uring_falls_back_to_epoll_and_says_so() {
     );
     assert!(log.contains("backend=Epoll"), "not serving on epoll: {log}");
     round_trip(addr);
-    assert!(terminate(child).success(), "clean exit on SIGTERM");
+    let status = terminate(child);
+    assert!(status.success(), "clean exit on SIGTERM, got {status}");
 }
 
 #[test]
