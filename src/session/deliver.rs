@@ -83,7 +83,8 @@ impl Session {
     }
 
     /// Moves queued messages into the window while it has room. Expired ones are dropped on the
-    /// way [MQTT-3.3.2-5] and counted in `out.dropped`. Returns how many were sent.
+    /// way [MQTT-3.3.2-5] and counted in `out.dropped`; those sent are counted in
+    /// `out.pumped`. Returns how many were sent.
     pub(super) fn pump_queue(&mut self, now: Instant, out: &mut Outbox, _limits: &Limits) -> usize {
         let Some(window) = self.link.as_ref().map(|l| l.window as usize) else {
             return 0;
@@ -94,12 +95,15 @@ impl Session {
                 break;
             };
             if envelope.message.is_expired(now) {
-                out.dropped += 1;
+                out.dropped = out.dropped.saturating_add(1);
                 continue;
             }
             match self.send_outbound(now, envelope, out) {
-                Delivery::Sent => sent += 1,
-                _ => out.dropped += 1,
+                Delivery::Sent => {
+                    sent += 1;
+                    out.pumped = out.pumped.saturating_add(1);
+                }
+                _ => out.dropped = out.dropped.saturating_add(1),
             }
         }
         sent

@@ -424,7 +424,11 @@ pub struct Outbox {
     pub packets: u32,
     /// Messages for this connection dropped since the shard last looked: expired while queued
     /// [MQTT-3.3.2-5], or larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
-    pub dropped: u32,
+    /// Harvested after every packet; saturates (at 65,535 expired in one go) rather than wrap.
+    pub dropped: u16,
+    /// Queued messages sent since the shard last looked (it looks after every packet, so a
+    /// window's worth at most), for the `$SYS` "publish messages sent" counter.
+    pub pumped: u16,
 }
 
 impl Outbox {

@@ -83,6 +83,7 @@ impl Shard {
             &self.protocol,
         );
         self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
+        self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
         if !conn.out.is_empty() {
             self.mark_dirty(id);
         }
@@ -323,6 +324,7 @@ impl Shard {
             &self.protocol,
         );
         self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
+        self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
         self.stats.clients_connected += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
