@@ -179,12 +179,17 @@ impl Sim {
     ) -> (ConnectionId, ConnAck) {
         let id = self.open();
         self.send(id, &connect_packet(client_id, clean, keep_alive_s, will));
+        (id, self.expect_connack(id))
+    }
+
+    /// The CONNACK the broker wrote to `id`; packets after it wait for the next `recv`.
+    fn expect_connack(&mut self, id: ConnectionId) -> ConnAck {
         let (packets, _) = self.recv(id);
         let mut packets = packets.into_iter();
         match packets.next() {
             Some(Packet::ConnAck(ack)) => {
                 self.leftover.extend(packets.map(|p| (id, p)));
-                (id, ack)
+                ack
             }
             other => panic!("expected CONNACK, got {other:?}"),
         }
@@ -224,15 +229,7 @@ impl Sim {
             password: None,
         };
         self.send(id, &Packet::Connect(Box::new(connect)));
-        let (packets, _) = self.recv(id);
-        let mut packets = packets.into_iter();
-        match packets.next() {
-            Some(Packet::ConnAck(ack)) => {
-                self.leftover.extend(packets.map(|p| (id, p)));
-                (id, ack)
-            }
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
+        (id, self.expect_connack(id))
     }
 
     pub(super) fn advance(&mut self, by: Duration) {
