@@ -185,18 +185,7 @@ fn a_fast_publisher_is_throttled_instead_of_overflowing_a_slow_subscriber() {
     let addr = broker.addr;
     let publisher = std::thread::spawn(move || {
         let mut publisher = RawClient::connected(addr, ConnectOpts::v311("fast"));
-        let mut ids = Vec::with_capacity(COUNT);
-        for n in 0..COUNT {
-            let mut publish =
-                make_publish("flow", n.to_string().as_bytes(), QoS::AtLeastOnce, false);
-            let id = publisher.next_packet_id();
-            publish.packet_id = Some(id);
-            ids.push(id);
-            publisher.send(&Packet::Publish(publish));
-        }
-        for id in ids {
-            publisher.expect_ack("PUBACK", id);
-        }
+        publisher.publish_qos1_pipelined("flow", (0..COUNT).map(|n| n.to_string()));
     });
     for n in 0..COUNT {
         if n % 100 == 0 {
@@ -226,23 +215,8 @@ fn many_publishers_fanning_in_to_a_slow_subscriber_lose_nothing() {
         .map(|p| {
             std::thread::spawn(move || {
                 let mut publisher = RawClient::connected(addr, ConnectOpts::v311(&format!("p{p}")));
-                let mut ids = Vec::with_capacity(EACH);
-                for n in 0..EACH {
-                    let payload = format!("{p}:{n}");
-                    let mut publish = make_publish(
-                        &format!("in/{p}"),
-                        payload.as_bytes(),
-                        QoS::AtLeastOnce,
-                        false,
-                    );
-                    let id = publisher.next_packet_id();
-                    publish.packet_id = Some(id);
-                    ids.push(id);
-                    publisher.send(&Packet::Publish(publish));
-                }
-                for id in ids {
-                    publisher.expect_ack("PUBACK", id);
-                }
+                let payloads = (0..EACH).map(|n| format!("{p}:{n}"));
+                publisher.publish_qos1_pipelined(&format!("in/{p}"), payloads);
             })
         })
         .collect();

@@ -523,6 +523,22 @@ impl RawClient {
         }
     }
 
+    /// Sends QoS 1 PUBLISHes to `topic`, one per payload, without waiting, then waits for
+    /// every PUBACK.
+    pub fn publish_qos1_pipelined(&mut self, topic: &str, payloads: impl Iterator<Item = String>) {
+        let mut ids = Vec::new();
+        for payload in payloads {
+            let mut publish = make_publish(topic, payload.as_bytes(), QoS::AtLeastOnce, false);
+            let id = self.next_packet_id();
+            publish.packet_id = Some(id);
+            ids.push(id);
+            self.send(&Packet::Publish(publish));
+        }
+        for id in ids {
+            self.expect_ack("PUBACK", id);
+        }
+    }
+
     /// Waits for the ack `kind` ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP") carrying `id`.
     pub fn expect_ack(&mut self, kind: &str, id: PacketId) {
         self.recv_ack(kind, id);
@@ -703,22 +719,34 @@ pub fn rumqttc_wait<T>(
     what: &str,
     mut pick: impl FnMut(&rumqttc::Packet) -> Option<T>,
 ) -> T {
+    wait_for_incoming("rumqttc", what, |left| {
+        match connection.recv_timeout(left) {
+            Ok(Ok(rumqttc::Event::Incoming(packet))) => Ok(pick(&packet)),
+            Ok(Ok(rumqttc::Event::Outgoing(_))) => Ok(None),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Ok(None),
+        }
+    })
+}
+
+/// The deadline loop both rumqttc versions share: `step` waits at most the time left for one
+/// event and says whether it was the one wanted, or why the connection failed.
+fn wait_for_incoming<T>(
+    client: &str,
+    what: &str,
+    mut step: impl FnMut(Duration) -> Result<Option<T>, String>,
+) -> T {
     let deadline = Instant::now() + RECV_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
             !left.is_zero(),
-            "rumqttc: no {what} within {RECV_TIMEOUT:?}"
+            "{client}: no {what} within {RECV_TIMEOUT:?}"
         );
-        match connection.recv_timeout(left) {
-            Ok(Ok(rumqttc::Event::Incoming(packet))) => {
-                if let Some(found) = pick(&packet) {
-                    return found;
-                }
-            }
-            Ok(Ok(rumqttc::Event::Outgoing(_))) => {}
-            Ok(Err(error)) => panic!("rumqttc connection error while waiting for {what}: {error}"),
-            Err(_) => panic!("rumqttc: no {what} within {RECV_TIMEOUT:?}"),
+        match step(left) {
+            Ok(Some(found)) => return found,
+            Ok(None) => {}
+            Err(error) => panic!("{client} connection error while waiting for {what}: {error}"),
         }
     }
 }
@@ -741,26 +769,14 @@ pub fn rumqttc5_wait<T>(
     what: &str,
     mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + RECV_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "rumqttc v5: no {what} within {RECV_TIMEOUT:?}"
-        );
+    wait_for_incoming("rumqttc v5", what, |left| {
         match connection.recv_timeout(left) {
-            Ok(Ok(rumqttc::v5::Event::Incoming(packet))) => {
-                if let Some(found) = pick(&packet) {
-                    return found;
-                }
-            }
-            Ok(Ok(rumqttc::v5::Event::Outgoing(_))) => {}
-            Ok(Err(error)) => {
-                panic!("rumqttc v5 connection error while waiting for {what}: {error}")
-            }
-            Err(_) => panic!("rumqttc v5: no {what} within {RECV_TIMEOUT:?}"),
+            Ok(Ok(rumqttc::v5::Event::Incoming(packet))) => Ok(pick(&packet)),
+            Ok(Ok(rumqttc::v5::Event::Outgoing(_))) => Ok(None),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Ok(None),
         }
-    }
+    })
 }
 
 /// Waits for a rumqttc 5.0 connection's CONNACK and returns it.
