@@ -255,6 +255,11 @@ impl Session {
         self.link.as_ref().map_or(u32::MAX, |l| l.packet_size_max)
     }
 
+    /// True if any subscription is shared (`$share/...`).
+    pub fn has_shared_subscriptions(&self) -> bool {
+        self.subscriptions.values().any(|s| s.filter.is_shared())
+    }
+
     /// True if the session has this subscription, exactly as subscribed.
     pub fn has_subscription(&self, raw: &ByteStr) -> bool {
         self.subscriptions.contains_key(raw)

@@ -231,6 +231,12 @@ impl Shard {
     /// Every local session with subscriptions in shared groups tells the groups whether it is
     /// online, so that publishers prefer online members.
     pub(super) fn shared_presence(&mut self, key: SessionKey, online: bool) {
+        if !self.sessions[key.0 as usize]
+            .session
+            .has_shared_subscriptions()
+        {
+            return;
+        }
         let groups: Vec<_> = self.sessions[key.0 as usize]
             .session
             .subscriptions()
@@ -346,6 +352,12 @@ impl Shard {
     /// of their group. With no other member, a persistent session keeps them (queued for its
     /// return); otherwise they are dropped, counted.
     pub(super) fn redeliver_shared(&mut self, now: Instant, key: SessionKey) {
+        if !self.sessions[key.0 as usize]
+            .session
+            .has_shared_subscriptions()
+        {
+            return;
+        }
         let envelopes = self.sessions[key.0 as usize].session.take_shared();
         let strategy = self.protocol.shared_strategy;
         for envelope in envelopes {
