@@ -40,12 +40,16 @@ use bytes::Bytes;
 
 use crate::codec::{ByteStr, ReasonCode};
 
+pub mod acl;
+mod file;
+pub mod passwd;
 mod scram;
 mod scram_client;
 mod scram_wire;
 #[cfg(test)]
 mod tests;
 
+pub use file::FileError;
 pub use scram::{ScramSha256, SCRAM_SHA_256};
 pub use scram_client::{ScramClient, ScramError};
 pub use scram_wire::{ITERATIONS_DEFAULT, ITERATIONS_MAX, ITERATIONS_MIN};

@@ -1,0 +1,1 @@
+//! mosquitto-compatible ACL file (being written).

@@ -1,0 +1,1 @@
+//! mosquitto-compatible password file (being written).
