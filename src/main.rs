@@ -1,4 +1,5 @@
-//! `ringmq`: parse arguments, build the configuration, run the broker.
+//! `ringmq`: parse arguments, build the configuration, run the broker; or, as
+//! `ringmq passwd ...`, edit a password file (before clap, which knows only broker options).
 
 use clap::Parser;
 
@@ -6,6 +7,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "passwd") {
+        return passwd();
+    }
     let cli = ringmq::config::Cli::parse();
     let config = match ringmq::config::Config::from_cli(&cli) {
         Ok(config) => config,
@@ -27,6 +31,25 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "ringmq failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ringmq passwd`: exit 0 on success, 1 with a message on stderr otherwise.
+fn passwd() -> std::process::ExitCode {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(2)
+        .map(|a| a.into_string())
+        .collect();
+    let result = match args {
+        Ok(args) => ringmq::auth::passwd::run_passwd_command(&args),
+        Err(arg) => Err(format!("argument {arg:?} is not UTF-8")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringmq passwd: {error}");
             std::process::ExitCode::FAILURE
         }
     }
