@@ -26,12 +26,14 @@ pub const PASSWORD_BYTES_MAX: usize = 65_535;
 /// Mode of a file we create: the hashes are offline-guessable, so only the owner reads them.
 const NEW_FILE_MODE: u32 = 0o600;
 
-const USAGE: &str = "usage: ringmq passwd [-c | -D] [-I iterations] FILE USER\n\
-  -c  create FILE (replacing any file there) holding only USER\n\
-  -D  delete USER from FILE\n\
-  -I  PBKDF2 iterations for the new entry (default 210000)\n\
-The password is read from the terminal (twice, without echo) or, when stdin is not a\n\
-terminal, as one line of stdin.";
+const USAGE: &str = concat!(
+    "usage: ringmq passwd [-c | -D] [-I iterations] FILE USER\n",
+    "  -c  create FILE (replacing any file there) holding only USER\n",
+    "  -D  delete USER from FILE\n",
+    "  -I  PBKDF2 iterations for the new entry (default 210000)\n",
+    "The password is read from the terminal (twice, without echo) or, when stdin is not a\n",
+    "terminal, as one line of stdin.",
+);
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
