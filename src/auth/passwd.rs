@@ -83,7 +83,7 @@ pub struct PasswordFile {
 
 /// One line of the file, classified by the broker's rules.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line<'a> {
+enum Line<'a> {
     /// A comment or a blank line.
     Skip,
     Entry {
@@ -173,7 +173,7 @@ impl PasswordFile {
 
 /// Classifies one line (without its `\n`) the way mosquitto's broker does, but with an error
 /// for what mosquitto would skip with a warning.
-pub(crate) fn classify(raw: &str) -> Result<Line<'_>, String> {
+fn classify(raw: &str) -> Result<Line<'_>, String> {
     if raw.starts_with('#') || trim_c_space(raw).is_empty() {
         return Ok(Line::Skip);
     }
@@ -200,7 +200,7 @@ pub(crate) fn classify(raw: &str) -> Result<Line<'_>, String> {
 /// The user-name rules of `mosquitto_passwd` (`is_username_valid`), which the broker relies
 /// on: not empty, at most [`USERNAME_BYTES_MAX`] bytes, no control characters, no `:`. Also
 /// no blanks at either end, since the broker would trim them off.
-pub(crate) fn check_username(user: &str) -> Result<(), String> {
+fn check_username(user: &str) -> Result<(), String> {
     if user.is_empty() {
         return Err("empty user name".to_owned());
     }

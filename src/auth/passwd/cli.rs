@@ -139,7 +139,7 @@ fn read_existing(path: &Path) -> Result<String, String> {
 
 /// `old` with `user`'s line replaced by `entry` (or removed when `entry` is `None`); every
 /// other line, comment and blank line is kept byte for byte. A new user goes at the end.
-pub(crate) fn edit(old: &str, user: &str, entry: Option<&str>) -> Result<String, String> {
+fn edit(old: &str, user: &str, entry: Option<&str>) -> Result<String, String> {
     let mut new = String::with_capacity(old.len() + entry.map_or(0, |e| e.len() + 1));
     let mut found = false;
     for raw in old.split_inclusive('\n') {
@@ -293,6 +293,12 @@ mod tests {
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn usage_names_the_real_default() {
+        let default = format!("(default {PBKDF2_ITERATIONS_DEFAULT})");
+        assert!(USAGE.contains(&default), "{USAGE}");
     }
 
     #[test]
