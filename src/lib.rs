@@ -8,7 +8,7 @@
 //! | [`topic`] | topic names, filters, the subscription trie, the retained store | wildcard rules, `$`-topics, matching |
 //! | [`session`] | one client's MQTT state machine, sans-IO | CONNECT rules, QoS flows, inflight window, keep-alive, offline queue |
 //! | [`shard`] | what one core owns: connections, sessions, trie | routing a publish, take-over, wills, retained, `$SYS`; `shard::driver` holds the awaits |
-//! | [`auth`] | MQTT 5 enhanced authentication, sans-IO: method registry, SCRAM-SHA-256 server and client | AUTH conversations, user store, verifier format |
+//! | [`auth`] | access policy and MQTT 5 enhanced authentication, sans-IO: password file, ACL file, SCRAM-SHA-256 | who may connect, publish, subscribe, read |
 //! | [`mesh`] | the only cross-thread code: SPSC rings between shards, doorbells, `ShardMessage` | cross-shard protocol, backpressure |
 //! | [`metrics`] | counters each shard keeps | what `$SYS` reports |
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
@@ -36,6 +36,9 @@
 //! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
 //! | rings, doorbell, `ShardMessage` | `mesh/ring.rs`, `mesh/message.rs` |
 //! | enhanced authentication, SCRAM-SHA-256, user store | `auth/mod.rs`, `auth/scram.rs` |
+//! | anonymous clients, password CONNECT, the ACL decisions | `auth/access.rs` (files: `auth/passwd`, `auth/acl.rs`) |
+//! | password checks off the shard, ACL on publish/subscribe/delivery, reload | `shard/access.rs`, `shard/verifier.rs`, `runtime.rs` (`Broker::reload`, SIGHUP) |
+//! | `ringmq passwd` | `auth/passwd` |
 //! | io_uring detection and epoll fallback, listeners, signals | `runtime.rs` |
 //!
 //! # Dependency rule

@@ -37,8 +37,16 @@ pub struct Stats {
     pub mesh_dropped_qos0: u64,
     /// Times a publishing connection was paused because a subscriber it feeds was congested.
     pub publishers_throttled: u64,
-    /// Enhanced authentications (at CONNECT or re-authentication) that failed.
+    /// CONNECTs refused by access control (anonymous when not allowed, bad user name or
+    /// password, a will topic the ACL refuses) and enhanced authentications that failed.
     pub auth_failures: u64,
+    /// Publishes, subscriptions, deliveries and wills the ACL refused.
+    pub acl_denied: u64,
+    /// Password CONNECTs refused because `auth_verify_queue_max` checks were already waiting.
+    pub auth_busy: u64,
+    /// Closing connections shut down hard because their peer did not read the rest of its
+    /// output within `close_timeout_s`.
+    pub close_timeouts: u64,
     /// Offline sessions ended by their expiry interval.
     pub sessions_expired: u64,
     /// Messages sent on to another member of a shared subscription group because the member
@@ -70,6 +78,9 @@ impl Stats {
         self.publishers_throttled += other.publishers_throttled;
         self.auth_failures += other.auth_failures;
         self.sessions_expired += other.sessions_expired;
+        self.acl_denied += other.acl_denied;
+        self.close_timeouts += other.close_timeouts;
+        self.auth_busy += other.auth_busy;
         self.shared_redelivered += other.shared_redelivered;
     }
 }

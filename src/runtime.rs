@@ -14,7 +14,12 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
+use crate::auth::{Access, FileError};
 use crate::config::{Config, IoBackend};
+use crate::mesh::Published;
+use crate::shard::verifier::{ShardVerifier, VerifierPool};
 use crate::mesh::{Endpoint, ShardMessage};
 use crate::shard::driver::{epoll, uring, Driver};
 use crate::shard::Shard;
@@ -38,6 +43,10 @@ pub struct Broker {
     backend: Backend,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
+    /// The access policy every shard follows, and what to read it from again on reload.
+    access: Arc<Published<Access>>,
+    access_config: Config,
+    verifiers: Option<VerifierPool>,
 }
 
 impl Broker {
@@ -56,6 +65,17 @@ impl Broker {
         self.backend
     }
 
+    /// Reads the password and ACL files again (SIGHUP) and hands the new policy to every
+    /// shard, which takes it within a tick (1 s). Connected clients stay connected. A file
+    /// that fails to parse changes nothing: the error names `file:line`.
+    pub fn reload(&self) -> Result<(), FileError> {
+        let generation = self.access.current().0.generation() + 1;
+        let access = Access::load(self.access_config.access_settings(), generation)?;
+        log_access(&access);
+        self.access.publish(Arc::new(access));
+        Ok(())
+    }
+
     /// Stops accepting, closes every connection, and joins the shard threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
@@ -65,6 +85,9 @@ impl Broker {
         let _ = self.stop.send(true);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(pool) = self.verifiers.take() {
+            pool.join();
         }
     }
 }
@@ -119,6 +142,8 @@ fn probe_uring() -> io::Result<()> {
 
 /// Binds the listeners and starts the shards. Returns once every shard is serving.
 pub fn start(mut config: Config) -> io::Result<Broker> {
+    // A config built in code (tests, embedders) gets the same ring sizing as a parsed one.
+    config.fit_mesh_rings();
     // Salt and hash the SCRAM passwords once, then forget them: no shard keeps a plain one.
     let authenticator = crate::auth::Authenticator::from_scram_users(&config.auth.scram_sha256)
         .map_err(|e| {
@@ -128,7 +153,17 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             )
         })?;
     let authenticator = std::sync::Arc::new(authenticator);
-    config.auth = Default::default();
+    config.auth.scram_sha256.clear();
+    let access = Access::load(config.access_settings(), 0)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    log_access(&access);
+    warn_if_open(&config, &access, &authenticator);
+    let access = Arc::new(Published::new(Arc::new(access)));
+    let verifiers = VerifierPool::start(
+        config.auth.verify_threads,
+        config.shards,
+        config.limits.auth_verify_queue_max,
+    )?;
     let backend = select_backend(config.io)?;
     let shards = config.shards;
     let (mut per_shard, local_addrs) = bind_all(&config)?;
@@ -157,6 +192,8 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             backend,
             core: cores.get(index % cores.len().max(1)).copied(),
             authenticator: authenticator.clone(),
+            access: access.clone(),
+            verifier: verifiers.for_shard(config.limits.auth_verify_queue_max),
         };
         let (stop_rx, ready_tx) = (stop_rx.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
@@ -178,6 +215,9 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
         backend,
         stop,
         threads,
+        access,
+        access_config: config,
+        verifiers: Some(verifiers),
     })
 }
 
@@ -206,30 +246,65 @@ pub fn run(config: Config) -> io::Result<()> {
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut term, mut int) = {
+    let (mut term, mut int, mut hangup) = {
         let _context = signals.enter();
         use tokio::signal::unix::{signal, SignalKind};
         (
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
         )
     };
     let broker = start(config)?;
     if loopback_only {
         tracing::info!(
-            "listening on loopback only with anonymous access; to accept remote clients pass \
-             --listen 0.0.0.0:1883 or set `listen` in a config file"
+            "listening on loopback only; to accept remote clients pass --listen 0.0.0.0:1883 \
+             (and set [auth] password_file, or pass --allow-anonymous)"
         );
     }
     signals.block_on(async {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        loop {
+            tokio::select! {
+                _ = int.recv() => return tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => return tracing::info!("SIGTERM: shutting down"),
+                _ = hangup.recv() => match broker.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: access policy reloaded"),
+                    Err(error) => tracing::error!(%error, "SIGHUP: reload failed; keeping the old policy"),
+                },
+            }
         }
     });
     broker.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says at start and on reload what the policy is, without naming a user or a password.
+fn log_access(access: &Access) {
+    tracing::info!(
+        allow_anonymous = access.allows_anonymous(),
+        password_users = access.password_users(),
+        acl_rules = access.acl_rules(),
+        "access policy"
+    );
+}
+
+/// A broker reachable from the network should not be open to everyone by accident, nor
+/// closed to everyone: say so at start.
+fn warn_if_open(config: &Config, access: &Access, authenticator: &crate::auth::Authenticator) {
+    let public = config.listeners.iter().any(|a| !a.ip().is_loopback());
+    if !public {
+        return;
+    }
+    let can_authenticate = access.has_password_file() || !authenticator.is_empty();
+    if access.allows_anonymous() {
+        tracing::warn!("a listener is not on loopback and anonymous clients are allowed");
+    } else if !can_authenticate {
+        tracing::warn!(
+            "a listener is not on loopback, anonymous clients are refused, and there is no \
+             password_file or [auth.scram_sha256] user: no client can connect"
+        );
+    }
 }
 
 /// A non-blocking listener with SO_REUSEPORT, so that each shard can bind its own socket.
@@ -254,6 +329,8 @@ struct ShardStart {
     backend: Backend,
     core: Option<core_affinity::CoreId>,
     authenticator: std::sync::Arc<crate::auth::Authenticator>,
+    access: Arc<Published<Access>>,
+    verifier: ShardVerifier,
 }
 
 fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::mpsc::Sender<()>) {
@@ -268,8 +345,16 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         endpoint,
         backend,
         authenticator,
+        access,
+        verifier,
         ..
     } = start;
+    let (current, seen) = access.current();
+    let services = Services {
+        access,
+        seen,
+        verifier,
+    };
     let shard = Shard::new(
         Instant::now(),
         endpoint,
@@ -277,7 +362,8 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         config.sys_interval_s,
     )
     .with_protocol(config.protocol.clone())
-    .with_auth(authenticator);
+    .with_auth(authenticator)
+    .with_access(current);
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);
@@ -289,7 +375,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
                     listener,
                 )));
             }
-            serve(driver, accepts, stop, ready).await;
+            serve(driver, accepts, services, stop, ready).await;
         }),
         Backend::Epoll => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -312,19 +398,30 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
                         Err(error) => tracing::error!(%error, "cannot register listener"),
                     }
                 }
-                serve(driver, accepts, stop, ready).await;
+                serve(driver, accepts, services, stop, ready).await;
             });
         }
     }
+}
+
+/// What a shard uses besides its sockets and the mesh.
+struct Services {
+    access: Arc<Published<Access>>,
+    /// The generation of the policy the shard was built with.
+    seen: u64,
+    verifier: ShardVerifier,
 }
 
 /// Runs a shard's background tasks until the stop signal, then shuts it down in order.
 async fn serve<S: crate::shard::driver::Stream>(
     driver: Rc<Driver<S>>,
     accepts: Vec<tokio::task::JoinHandle<()>>,
+    services: Services,
     stop: watch::Receiver<bool>,
     ready: std::sync::mpsc::Sender<()>,
 ) {
+    driver.follow_access(services.access, services.seen);
+    tokio::task::spawn_local(driver.clone().serve_verifier(services.verifier));
     tokio::task::spawn_local(driver.clone().flusher());
     tokio::task::spawn_local(driver.clone().ticker());
     tokio::task::spawn_local(driver.clone().mesh_pump());

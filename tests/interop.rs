@@ -25,7 +25,8 @@ use ringmq::codec::QoS;
 
 const INSTALL_MOSQUITTO: &str =
     "apt-get install -y mosquitto-clients (Debian/Ubuntu; or run tests/run.sh, which installs it)";
-const INSTALL_PAHO: &str = "python3 -m pip install 'paho-mqtt>=2,<3'";
+const INSTALL_PAHO: &str =
+    "tests/run.sh (it makes target/pyenv with paho-mqtt 2.x and puts it first on PATH)";
 
 /// How long a whole client process may run.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
@@ -15,7 +16,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # The broker package starts a system mosquitto on 1883; tests and benches start their own.
   $SUDO systemctl stop mosquitto >/dev/null 2>&1 || $SUDO service mosquitto stop >/dev/null 2>&1 || true
 fi
-python3 -c 'import paho.mqtt' 2>/dev/null || python3 -m pip install -q 'paho-mqtt>=2,<3'
+# paho-mqtt goes into a virtual environment under target/: Debian's and Ubuntu's system Python
+# refuses `pip install` (PEP 668), and Debian's python3-paho-mqtt is 1.x. Debian ships `venv`
+# in a package of its own (python3-venv).
+pyenv=target/pyenv
+if [ ! -x "$pyenv/bin/python3" ] && ! python3 -m venv "$pyenv" >/dev/null 2>&1; then
+  rm -rf "$pyenv"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  python3 -m venv "$pyenv"
+fi
+"$pyenv/bin/python3" -c 'import paho.mqtt' 2>/dev/null || "$pyenv/bin/python3" -m pip install -q 'paho-mqtt>=2,<3'
+# The interop tests run `python3`: this one.
+export PATH="$PWD/$pyenv/bin:$PATH"
 
 # Interop tests fail, rather than skip, when their tools are missing.
 export RINGMQ_REQUIRE_INTEROP=1

@@ -97,6 +97,26 @@ pub struct CommonArgs {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// User name every CONNECT carries (with `--users N`: a prefix, numbered per client).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password every CONNECT carries (a benchmark credential, not a secret).
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
+    /// Spread the clients over this many users, `<username>0` .. `<username>N-1`.
+    #[arg(long, default_value_t = 1, requires = "username")]
+    pub users: u32,
+}
+
+impl CommonArgs {
+    /// The credentials for CONNECT, if a user name was given.
+    pub fn login(&self) -> Option<crate::plan::Login> {
+        self.username.as_ref().map(|username| crate::plan::Login {
+            username: username.clone(),
+            password: self.password.clone().unwrap_or_default(),
+            users: self.users,
+        })
+    }
 }
 
 /// Flags of scenarios that publish.

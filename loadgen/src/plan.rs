@@ -24,6 +24,29 @@ pub struct Settings {
     pub publishers: u32,
     /// Keep-alive announced in CONNECT; a client idle for half of it sends PINGREQ.
     pub keep_alive_s: u16,
+    /// Credentials every CONNECT carries, if any.
+    pub login: Option<Login>,
+}
+
+/// User name and password for CONNECT (`--username`, `--password`, `--users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The user name, or with `users > 1` its prefix: client i logs in as `<prefix><i % users>`,
+    /// so a run can make every login a different user (no cache on the broker helps then).
+    pub username: String,
+    pub password: String,
+    pub users: u32,
+}
+
+impl Login {
+    /// The user name the `index`-th client of the run uses.
+    pub fn username_for(&self, index: u64) -> String {
+        if self.users > 1 {
+            format!("{}{}", self.username, index % u64::from(self.users))
+        } else {
+            self.username.clone()
+        }
+    }
 }
 
 /// One client of the run.

@@ -40,6 +40,7 @@ use bytes::Bytes;
 
 use crate::codec::{ByteStr, ReasonCode};
 
+mod access;
 pub mod acl;
 mod file;
 pub mod passwd;
@@ -49,6 +50,7 @@ mod scram_wire;
 #[cfg(test)]
 mod tests;
 
+pub use access::{Access, AccessSettings, Admission};
 pub use file::FileError;
 pub use scram::{ScramSha256, SCRAM_SHA_256};
 pub use scram_client::{ScramClient, ScramError};

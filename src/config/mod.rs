@@ -40,10 +40,15 @@ pub struct Limits {
     /// Bytes of encoded output buffered per connection before QoS 0 messages to it are dropped
     /// (counted). QoS 1/2 output is bounded by the inflight window instead.
     pub outbound_buffer_max_bytes: u32,
-    /// Concurrent connections per broker. A connection beyond it is accepted and closed at once.
+    /// Concurrent connections per broker, enforced as an equal share per shard: each of N
+    /// shards holds at most ceil(connections_max / N), so no shard takes a lock or asks
+    /// another to count. The kernel spreads new connections evenly over the shards
+    /// (SO_REUSEPORT), so the broker fills to about this total; a shard whose share is full
+    /// accepts and closes at once, even if another still has room.
     pub connections_max: u32,
-    /// Sessions (online and offline) per broker. A CONNECT that would create one more gets
-    /// CONNACK "server unavailable" (5.0: 0x97 quota exceeded).
+    /// Sessions (online and offline) per broker, enforced as an equal share per shard like
+    /// `connections_max` (a session lives on the shard its client connected to). A CONNECT
+    /// that would create one more gets CONNACK "server unavailable" (5.0: 0x97 quota exceeded).
     pub sessions_max: u32,
     /// Subscriptions per session. A SUBSCRIBE entry beyond it gets a 0x80 (5.0: 0x97) code.
     pub subscriptions_per_session_max: u32,
@@ -64,6 +69,18 @@ pub struct Limits {
     pub mesh_backlog_max: u32,
     /// Messages a shard takes from the mesh per tick before it serves its sockets again.
     pub mesh_batch_max: u32,
+    /// Seconds a closing connection may take to flush what is left for it. A peer that does
+    /// not read it by then has its socket shut down hard (counted), so it cannot hold a slot,
+    /// a file descriptor and its output forever.
+    pub close_timeout_s: u32,
+    /// Password checks (PBKDF2/argon2, run on the verifier threads) a shard may have waiting.
+    /// A password CONNECT beyond it gets CONNACK 0x89 Server busy (3.1.1: 0x03) at once, so a
+    /// flood of logins is refused instead of queued without end.
+    pub auth_verify_queue_max: u32,
+    /// Users per shard whose last successful password check is remembered (a keyed digest,
+    /// not the password) until the next reload, so reconnects skip the verifier. When full
+    /// the cache starts afresh; 0 turns it off.
+    pub auth_cache_max: u32,
 }
 
 impl Default for Limits {
@@ -82,6 +99,9 @@ impl Default for Limits {
             mesh_ring_capacity: 4096,
             mesh_backlog_max: 65_536,
             mesh_batch_max: 1024,
+            close_timeout_s: 10,
+            auth_verify_queue_max: 1024,
+            auth_cache_max: 100_000,
         }
     }
 }
@@ -105,6 +125,10 @@ impl Limits {
             ("limits.mesh_ring_capacity", self.mesh_ring_capacity as u64),
             ("limits.mesh_backlog_max", self.mesh_backlog_max as u64),
             ("limits.mesh_batch_max", self.mesh_batch_max as u64),
+            (
+                "limits.auth_verify_queue_max",
+                self.auth_verify_queue_max as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -165,15 +189,80 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// Users for MQTT 5.0 enhanced authentication (`[auth]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// Access control (`[auth]`): who may connect, what they may do, and the users for MQTT 5.0
+/// enhanced authentication. mosquitto's keys, with mosquitto's file formats.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Clients without a user name may connect. Unset: allowed only while every listener is
+    /// on loopback (mosquitto 2's rule), so a broker reachable from a network is closed to
+    /// anonymous clients unless someone says otherwise.
+    pub allow_anonymous: Option<bool>,
+    /// mosquitto_passwd's format (`user:$7$...`, `$6$`, `$argon2id$`). A client with a user
+    /// name must match it; unknown user and wrong password both get 0x86 (3.1.1: 0x04).
+    pub password_file: Option<PathBuf>,
+    /// mosquitto's ACL format. Without one every topic is allowed; with one only what it grants.
+    pub acl_file: Option<PathBuf>,
+    /// Anonymous clients may read `$SYS`.
+    pub sys_anonymous: bool,
+    /// Threads that check passwords, at low priority, so PBKDF2/argon2 never run on a shard.
+    pub verify_threads: u32,
     /// User name to password for the SCRAM-SHA-256 method: either the plain password (salted
     /// and hashed at start-up, then forgotten) or a stored verifier in PostgreSQL's format
     /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Empty: the method is off,
     /// and a client asking for it gets CONNACK 0x8C.
     pub scram_sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
+            sys_anonymous: true,
+            verify_threads: 1,
+            scram_sha256: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Gives each mesh ring fewer slots when the shard count would make the mesh exceed
+    /// [`MESH_RING_BYTES_MAX`] (at least [`MESH_RING_CAPACITY_MIN`]; `SHARDS_MAX` keeps that
+    /// within the cap too).
+    pub(crate) fn fit_mesh_rings(&mut self) {
+        let rings = self.shards.saturating_mul(self.shards.saturating_sub(1)).max(1);
+        let slot = std::mem::size_of::<crate::mesh::ShardMessage>();
+        let fits = MESH_RING_BYTES_MAX / rings.saturating_mul(slot);
+        let fits = u32::try_from(fits).unwrap_or(u32::MAX).max(MESH_RING_CAPACITY_MIN);
+        self.limits.mesh_ring_capacity = self.limits.mesh_ring_capacity.min(fits);
+    }
+
+    /// Bytes the mesh rings reserve: one ring per ordered pair of shards.
+    pub fn mesh_ring_bytes(&self) -> usize {
+        self.shards
+            .saturating_mul(self.shards.saturating_sub(1))
+            .saturating_mul(self.limits.mesh_ring_capacity as usize)
+            .saturating_mul(std::mem::size_of::<crate::mesh::ShardMessage>())
+    }
+
+    /// Whether anonymous clients may connect: as configured, else only on loopback.
+    pub fn allow_anonymous(&self) -> bool {
+        self.auth
+            .allow_anonymous
+            .unwrap_or_else(|| self.listeners.iter().all(|a| a.ip().is_loopback()))
+    }
+
+    /// The access policy's settings, for [`crate::auth::Access::load`].
+    pub fn access_settings(&self) -> crate::auth::AccessSettings<'_> {
+        crate::auth::AccessSettings {
+            allow_anonymous: self.allow_anonymous(),
+            sys_anonymous: self.auth.sys_anonymous,
+            password_file: self.auth.password_file.as_deref(),
+            acl_file: self.auth.acl_file.as_deref(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -234,6 +323,10 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `debug`, `ringmq=trace`.
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Let clients without a user name connect even on a non-loopback listener
+    /// (`[auth] allow_anonymous = true`).
+    #[arg(long)]
+    pub allow_anonymous: bool,
 }
 
 /// A configuration mistake, naming the key at fault.
@@ -274,7 +367,11 @@ impl Config {
         if let Some(level) = &cli.log_level {
             config.log_level = level.clone();
         }
+        if cli.allow_anonymous {
+            config.auth.allow_anonymous = Some(true);
+        }
         config.validate()?;
+        config.fit_mesh_rings();
         Ok(config)
     }
 
@@ -287,6 +384,7 @@ impl Config {
         let mut config = Config::default();
         config.apply_file(file)?;
         config.validate()?;
+        config.fit_mesh_rings();
         Ok(config)
     }
 
@@ -339,13 +437,32 @@ impl Config {
                 why: format!("{} is not between 1 and {SHARDS_MAX}", self.shards),
             });
         }
+        if self.auth.verify_threads == 0 || self.auth.verify_threads > VERIFY_THREADS_MAX {
+            return Err(ConfigError::Invalid {
+                key: "auth.verify_threads",
+                why: format!("must be between 1 and {VERIFY_THREADS_MAX}"),
+            });
+        }
         self.limits.validate()?;
         self.protocol.validate()
     }
 }
 
-/// Most shards a broker runs: the mesh has N x N rings, so this bounds its memory too.
-pub const SHARDS_MAX: usize = 1024;
+/// Most password-verifier threads: more than the cores only adds contention.
+pub const VERIFY_THREADS_MAX: u32 = 256;
+
+/// Most shards a broker runs. The mesh has N x (N - 1) rings; [`MESH_RING_BYTES_MAX`] bounds
+/// their memory for any N.
+pub const SHARDS_MAX: usize = 256;
+
+/// Most memory the mesh rings may reserve. A ring slot is one `ShardMessage` (104 bytes), so
+/// at the default `mesh_ring_capacity` (4096) 8 shards take 23 MiB and 64 shards would take
+/// 1.6 GiB; past this cap each ring gets fewer slots instead (64 shards: 1,251 slots a ring,
+/// 512 MiB of address space, paged in only as rings fill).
+pub const MESH_RING_BYTES_MAX: usize = 512 << 20;
+
+/// The fewest slots a ring gets when many shards shrink them (`Config::fit_mesh_rings`).
+pub const MESH_RING_CAPACITY_MIN: u32 = 64;
 
 /// CPUs this process may run on (respects affinity masks and cgroup quotas).
 pub fn available_cpus() -> usize {
@@ -424,6 +541,19 @@ mod tests {
         assert_eq!(config.auth.scram_sha256["alice"], "secret");
         let err = Config::from_toml("[protocol]\nmaximum_qos = 3\n").expect_err("qos 3");
         assert!(err.to_string().contains("protocol.maximum_qos"), "{err}");
+    }
+
+    #[test]
+    fn mesh_ring_memory_is_capped() {
+        let few = Config::from_toml("shards = 8\n").expect("valid");
+        assert_eq!(few.limits.mesh_ring_capacity, 4096, "few shards keep their rings");
+        for shards in [64, SHARDS_MAX] {
+            let config = Config::from_toml(&format!("shards = {shards}\n")).expect("valid");
+            assert!(config.mesh_ring_bytes() <= MESH_RING_BYTES_MAX, "{shards} shards");
+            assert!(config.limits.mesh_ring_capacity < 4096);
+        }
+        let err = Config::from_toml("shards = 300\n").expect_err("over SHARDS_MAX");
+        assert!(err.to_string().contains("shards"), "{err}");
     }
 
     #[test]

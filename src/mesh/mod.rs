@@ -6,7 +6,9 @@
 //! own: what a message means (the shard's `mesh` handlers do).
 
 mod message;
+mod published;
 mod ring;
 
 pub use message::{ConnRef, Handoff, MemberChange, ShardMessage, StatsSnapshot};
+pub use published::Published;
 pub use ring::{build, Doorbell, Endpoint, ShardId};

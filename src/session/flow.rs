@@ -10,6 +10,8 @@ use crate::codec::{
     Ack, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
     Subscribe, UnsubAck, Unsubscribe,
 };
+use crate::auth::acl::SubscribeVerdict;
+use crate::auth::Access;
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 
@@ -28,6 +30,7 @@ impl Session {
         actions: &mut Vec<Action>,
         limits: &Limits,
         protocol: &ProtocolOptions,
+        access: &Access,
     ) -> Result<(), Violation> {
         let link = self
             .link
@@ -65,7 +68,7 @@ impl Session {
                 Ok(())
             }
             Packet::Subscribe(subscribe) => {
-                self.handle_subscribe(version, subscribe, out, actions, limits, protocol)
+                self.handle_subscribe(version, subscribe, out, actions, limits, protocol, access)
             }
             Packet::Unsubscribe(unsubscribe) => {
                 self.handle_unsubscribe(version, unsubscribe, out, actions);
@@ -217,6 +220,12 @@ impl Session {
         write_packet(out, version, &Packet::PubRel(rel));
     }
 
+    /// Forgets an inbound QoS 2 id whose PUBREC refused the message (5.0, e.g. 0x87 Not
+    /// authorized): an error PUBREC ends the flow [MQTT-4.3.3-4], so no PUBREL will free it.
+    pub fn forget_inbound_qos2(&mut self, id: crate::codec::PacketId) {
+        self.inbound_qos2.remove(&id);
+    }
+
     fn handle_pubrel(&mut self, version: ProtocolVersion, ack: Ack, out: &mut Outbox) {
         let mut comp = Ack::new(ack.packet_id);
         if !self.inbound_qos2.remove(&ack.packet_id) {
@@ -238,6 +247,7 @@ impl Session {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle_subscribe(
         &mut self,
         version: ProtocolVersion,
@@ -246,6 +256,7 @@ impl Session {
         actions: &mut Vec<Action>,
         limits: &Limits,
         protocol: &ProtocolOptions,
+        access: &Access,
     ) -> Result<(), Violation> {
         let id = subscribe
             .properties
@@ -270,6 +281,14 @@ impl Session {
                 }
             };
             check_features(&filter, options, protocol)?;
+            // The ACL decides on the filter without any `$share/<group>/` prefix, as for a
+            // plain subscription: the group changes who receives, not what may be read.
+            let verdict = access.subscribe_verdict(self.subject(), filter.filter().as_str());
+            if verdict == SubscribeVerdict::Denied {
+                // 5.0: 0x87 Not authorized; 3.x: 0x80 Failure (the encoder maps it).
+                codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
             let existed = self.subscriptions.contains_key(&raw);
             if !existed && self.subscriptions.len() >= limits.subscriptions_per_session_max as usize
             {
@@ -292,6 +311,7 @@ impl Session {
                 filter: filter.clone(),
                 options,
                 id,
+                read_check: verdict == SubscribeVerdict::CheckEach,
             };
             let params = subscription.params();
             self.subscriptions.insert(raw, subscription);

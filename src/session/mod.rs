@@ -41,6 +41,8 @@ use crate::codec::{
     encode, ByteStr, ConnAck, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     SubscriptionOptions,
 };
+use crate::auth::acl::{Subject, SubscribeVerdict};
+use crate::auth::Access;
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 
@@ -83,11 +85,15 @@ impl Reply {
     /// The packet for it: `matched` false gives 0x10 No matching subscribers (5.0 only; a 3.x
     /// encoder writes no reason code).
     pub fn packet(self, matched: bool) -> Packet {
-        let code = if matched {
+        self.with_code(if matched {
             ReasonCode::SUCCESS
         } else {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
-        };
+        })
+    }
+
+    /// The packet with reason `code` (5.0 only: a 3.x encoder writes no code).
+    pub fn with_code(self, code: ReasonCode) -> Packet {
         let ack = |id| {
             let mut ack = crate::codec::Ack::new(id);
             ack.code = code;
@@ -106,6 +112,10 @@ impl Reply {
 pub struct SubParams {
     pub options: SubscriptionOptions,
     pub id: u32,
+    /// The ACL may refuse some topics this subscription matches, so each delivery through it
+    /// is checked (`auth::SubscribeVerdict::CheckEach`). False for the common case, where the
+    /// check at SUBSCRIBE covered every topic, so routing pays nothing for the ACL.
+    pub read_check: bool,
 }
 
 /// A peer's protocol mistake. The shard closes the connection (5.0: DISCONNECT with `code`).
@@ -122,6 +132,8 @@ pub struct Subscription {
     pub options: SubscriptionOptions,
     /// 5.0 Subscription Identifier, 0 when none [MQTT-3.8.2.1.2].
     pub id: u32,
+    /// See [`SubParams::read_check`]; decided at SUBSCRIBE and again when the ACL is reloaded.
+    pub read_check: bool,
 }
 
 impl Subscription {
@@ -129,6 +141,7 @@ impl Subscription {
         SubParams {
             options: self.options,
             id: self.id,
+            read_check: self.read_check,
         }
     }
 }
@@ -187,6 +200,9 @@ struct Outbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     client_id: ByteStr,
+    /// The user name of the connection last attached, for the ACL (which also applies to what
+    /// is queued while the client is away). Boxed: 8 bytes where most sessions have none.
+    username: Option<Box<ByteStr>>,
     /// Seconds the session outlives its connection: 0 ends it at disconnect (3.x Clean
     /// Session = 1), `u32::MAX` never.
     expiry_s: u32,
@@ -213,6 +229,7 @@ impl Session {
     pub fn new(client_id: ByteStr, expiry_s: u32) -> Session {
         Session {
             client_id,
+            username: None,
             expiry_s,
             subscriptions: HashMap::default(),
             inflight: Default::default(),
@@ -226,6 +243,35 @@ impl Session {
 
     pub fn client_id(&self) -> &ByteStr {
         &self.client_id
+    }
+
+    /// Who the ACL sees: the user name the client connected with, and its client id.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            username: self.username.as_deref().map(ByteStr::as_str),
+            client_id: self.client_id.as_str(),
+        }
+    }
+
+    /// Decides again, under a reloaded ACL, which subscriptions need a check per delivery; a
+    /// subscription the new ACL refuses outright is kept (mosquitto keeps it too) but checked
+    /// per delivery, so it receives nothing the ACL does not allow. Returns the subscriptions
+    /// whose decision changed, for the shard to update its trie.
+    pub fn recheck_subscriptions(&mut self, access: &Access) -> Vec<Subscription> {
+        let subject = Subject {
+            username: self.username.as_deref().map(ByteStr::as_str),
+            client_id: self.client_id.as_str(),
+        };
+        let mut changed = Vec::new();
+        for subscription in self.subscriptions.values_mut() {
+            let verdict = access.subscribe_verdict(subject, subscription.filter.filter().as_str());
+            let read_check = verdict != SubscribeVerdict::Allowed;
+            if subscription.read_check != read_check {
+                subscription.read_check = read_check;
+                changed.push(subscription.clone());
+            }
+        }
+        changed
     }
 
     /// True when the session outlives its connection.
@@ -292,6 +338,7 @@ impl Session {
         );
         self.expiry_s = params.session_expiry_s;
         self.offline = None;
+        self.username = params.username.clone().map(Box::new);
         let version = params.version;
         let connack = ConnAck {
             session_present,
@@ -307,6 +354,14 @@ impl Session {
     pub fn discard_will(&mut self) {
         if let Some(link) = &mut self.link {
             link.will = None;
+        }
+    }
+
+    /// Starts the keep-alive period again: the broker itself is not reading this client
+    /// (flow control), so the packets it sends cannot count.
+    pub fn defer_keep_alive(&mut self, now: Instant) {
+        if let Some(link) = &mut self.link {
+            link.last_packet_at = now;
         }
     }
 

@@ -146,7 +146,9 @@ impl Shard {
                 self.stats.auth_failures += 1;
                 let pending = exchange.pending.take();
                 self.auth.remove(&id);
-                tracing::info!(%method, why, "authentication failed");
+                if let Some(suppressed) = self.log.allow(super::log::LogKind::AuthFailed, now) {
+                    tracing::info!(%method, why, suppressed, "authentication failed");
+                }
                 match pending {
                     Some(params) => {
                         let refused = ConnectRefused {

@@ -15,11 +15,12 @@ use crate::codec::{
 };
 use crate::mesh::{ConnRef, Handoff, ShardMessage};
 use crate::session::{
-    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Session,
-    ValidWill,
+    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply,
+    Session, ValidWill,
 };
 
-use super::{ConnState, ConnectionId, End, SessionEntry, SessionKey, Shard};
+use super::log::LogKind;
+use super::{ConnState, ConnectionId, End, Parked, SessionEntry, SessionKey, Shard};
 
 impl Shard {
     /// Acts on one decoded packet from a connection.
@@ -30,7 +31,10 @@ impl Shard {
                 Packet::Connect(connect) => self.handle_connect(now, id, *connect),
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT; anything else closes.
                 _ => {
-                    tracing::info!(peer = %conn.peer, "closing connection: first packet not CONNECT");
+                    let peer = conn.peer.clone();
+                    if let Some(suppressed) = self.log.allow(LogKind::Violation, now) {
+                        tracing::info!(%peer, suppressed, "closing connection: first packet not CONNECT");
+                    }
                     self.stats.protocol_errors += 1;
                     self.end_connection(now, id, End::Refused);
                 }
@@ -60,7 +64,9 @@ impl Shard {
             ConnState::Attached { session, .. } => {
                 self.handle_session_packet(now, id, session, packet)
             }
-            ConnState::AwaitingSession { .. } | ConnState::Closing => {}
+            ConnState::AwaitingSession { .. }
+            | ConnState::Verifying { .. }
+            | ConnState::Closing => {}
         }
     }
 
@@ -81,6 +87,7 @@ impl Shard {
             &mut actions,
             &self.limits,
             &self.protocol,
+            &self.access,
         );
         self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
         self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
@@ -90,6 +97,10 @@ impl Shard {
         for action in actions.drain(..) {
             match action {
                 Action::Publish(message, reply) => {
+                    if !self.may_publish(now, key, message.topic.as_str()) {
+                        self.publish_refused(id, key, reply);
+                        continue;
+                    }
                     let matched = self.publish(now, Some(key), message);
                     if let (Some(reply), Some(conn)) = (reply, self.conn_mut(id)) {
                         let version = conn_version(&conn.state);
@@ -112,9 +123,35 @@ impl Shard {
         if let Err(violation) = result {
             self.stats.protocol_errors += 1;
             let client_id = self.sessions[key.0 as usize].session.client_id();
-            tracing::info!(%client_id, why = violation.why, "closing connection: protocol violation");
+            if let Some(suppressed) = self.log.allow(LogKind::Violation, now) {
+                tracing::info!(%client_id, why = violation.why, suppressed,
+                    "closing connection: protocol violation");
+            }
             self.end_connection(now, id, End::Violation(violation.code, violation.why));
         }
+    }
+
+    /// A PUBLISH the ACL does not let this client write: 5.0 gets PUBACK/PUBREC 0x87; 3.x has
+    /// no way to say no, so it is acknowledged and dropped, as mosquitto does. QoS 0 is
+    /// dropped either way. Counted in `acl_denied` (by `may_publish`).
+    fn publish_refused(&mut self, id: ConnectionId, key: SessionKey, reply: Option<Reply>) {
+        let Some(reply) = reply else { return };
+        let Some(conn) = self.conn_mut(id) else { return };
+        let version = conn_version(&conn.state);
+        let packet = if version.is_v5() {
+            if let Reply::PubRec(packet_id) = reply {
+                // The error PUBREC ends the QoS 2 flow: no PUBREL will free the id.
+                self.sessions[key.0 as usize]
+                    .session
+                    .forget_inbound_qos2(packet_id);
+            }
+            reply.with_code(ReasonCode::NOT_AUTHORIZED)
+        } else {
+            reply.packet(true)
+        };
+        let conn = &mut self.conns[id.index as usize];
+        write_packet(&mut conn.out, version, &packet);
+        self.mark_dirty(id);
     }
 
     /// A frame could not be decoded: answer as the protocol says, then close.
@@ -147,7 +184,9 @@ impl Shard {
         );
     }
 
-    fn handle_connect(&mut self, now: Instant, id: ConnectionId, connect: Connect) {
+    fn handle_connect(&mut self, now: Instant, id: ConnectionId, mut connect: Connect) {
+        // Validation keeps the user name (for the ACL); the password is only for the check.
+        let password = connect.password.take();
         let params = match validate_connect(connect, &self.limits, &self.protocol, &mut self.ids) {
             Ok(params) => params,
             Err(refused) => return self.refuse(now, id, refused),
@@ -155,13 +194,13 @@ impl Shard {
         if params.properties.authentication_method.is_some() {
             return self.start_auth(now, id, params);
         }
-        self.claim_session(now, id, params);
+        self.admit(now, id, params, password);
     }
 
     /// CONNECT is valid (and authenticated): ask the client id's home shard for the session.
     pub(super) fn claim_session(&mut self, now: Instant, id: ConnectionId, params: ConnectParams) {
         let local = self.clients.contains_key(&params.client_id);
-        if !local && self.sessions.len() >= self.limits.sessions_max as usize {
+        if !local && self.sessions.len() >= self.sessions_max {
             let refused = ConnectRefused {
                 code: Some(ReasonCode::QUOTA_EXCEEDED),
                 version: params.version,
@@ -172,7 +211,7 @@ impl Shard {
         let client_id = params.client_id.clone();
         let clean_start = params.clean_start;
         self.conns[id.index as usize].state = ConnState::AwaitingSession {
-            params: Box::new(params),
+            parked: Box::new(Parked { params, since: now }),
         };
         let conn = ConnRef {
             shard: self.id,
@@ -192,10 +231,16 @@ impl Shard {
 
     pub(super) fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
         self.stats.connections_refused += 1;
-        let Some(conn) = self.conn_mut(id) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
+        else {
             return;
         };
-        tracing::info!(peer = %conn.peer, why = refused.why, "CONNECT refused");
+        if let Some(suppressed) = self.log.allow(LogKind::ConnectRefused, now) {
+            tracing::info!(peer = %conn.peer, why = refused.why, suppressed, "CONNECT refused");
+        }
         if let Some(connack) = refused.connack() {
             write_packet(&mut conn.out, refused.version, &Packet::ConnAck(connack));
         }
@@ -251,7 +296,7 @@ impl Shard {
         let params = match self.conn_mut(id) {
             Some(conn) if matches!(conn.state, ConnState::AwaitingSession { .. }) => {
                 match std::mem::replace(&mut conn.state, ConnState::Closing) {
-                    ConnState::AwaitingSession { params } => Some(params),
+                    ConnState::AwaitingSession { parked } => Some(parked.params),
                     _ => unreachable!("matched AwaitingSession above"),
                 }
             }
@@ -298,6 +343,8 @@ impl Shard {
             },
         );
         self.peers.resume_input(id);
+        // Its reader paused while the CONNECT waited (`is_throttled`): read on.
+        self.flow.resume_later(id);
     }
 
     fn attach(
@@ -315,6 +362,11 @@ impl Shard {
         };
         let entry = &mut self.sessions[key.0 as usize];
         entry.conn = Some(id);
+        // Back online: its offline deadline no longer applies. Removed here (O(log n)) rather
+        // than left stale, so a client that reconnects often does not pile up timer entries.
+        if let Some(at) = entry.session.next_deadline() {
+            self.timers.remove(&(at, key));
+        }
         entry.session.attach(
             now,
             params,
@@ -379,6 +431,13 @@ impl Shard {
             return;
         };
         let state = std::mem::replace(&mut conn.state, ConnState::Closing);
+        // Also when `state` is the placeholder `Closing` of `on_granted`/`handle_verified`;
+        // `expire_closing` ignores a second entry.
+        self.closing.push_back((now, id));
+        if state.is_parked() {
+            // Its reader waits for the state to change; let it see the close.
+            self.flow.resume_later(id);
+        }
         if let ConnState::Attached {
             session: key,
             version,
@@ -422,15 +481,22 @@ impl Shard {
     }
 
     /// Publishes a will on behalf of session `key` [MQTT-3.1.2-8].
+    /// The ACL decides when the will is sent, not at CONNECT (as mosquitto does): a will
+    /// the client may not write is dropped then, counted in `acl_denied`.
     pub(super) fn publish_will(&mut self, now: Instant, key: SessionKey, will: ValidWill) {
+        if !self.may_publish(now, key, will.topic.as_str()) {
+            return;
+        }
         self.stats.wills_published += 1;
-        let _ = key;
         self.publish(now, None, Message::from_will(will, now));
     }
 
     /// Forgets a session entirely and tells the client id's home shard. A will still waiting
     /// for its delay goes out now: the session it belonged to has ended [MQTT-3.1.3-9].
     pub(super) fn discard_session(&mut self, now: Instant, key: SessionKey) {
+        if let Some(at) = self.sessions[key.0 as usize].session.next_deadline() {
+            self.timers.remove(&(at, key));
+        }
         if let Some(will) = self.sessions[key.0 as usize].session.take_delayed_will() {
             self.publish_will(now, key, will);
         }
@@ -448,6 +514,10 @@ impl Shard {
             entry.conn.is_none(),
             "removing a session that still has a connection"
         );
+        if let Some(at) = entry.session.next_deadline() {
+            // The slot may be reused by another session: leave no entry that names it.
+            self.timers.remove(&(at, key));
+        }
         for subscription in entry.session.subscriptions() {
             self.remove_subscription(key, &subscription.filter);
         }

@@ -71,7 +71,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::{ConnectionId, Shard};
+use std::sync::Arc;
+
+use crate::auth::Access;
+use crate::mesh::Published;
+
+use super::{ConnectionId, Shard, VerifyRequest};
 
 /// Bytes an idle connection's pending io_uring read holds: a PINGREQ, a DISCONNECT or a few
 /// acks. A read that fills it moves the connection to full-size reads. (mimalloc's smallest
@@ -169,6 +174,10 @@ pub struct Driver<S> {
     reads_paused: Cell<bool>,
     reads_resumed: Notify,
     mesh_backlog_max: usize,
+    /// Where password checks go (set by [`Driver::serve_verifier`]); without it they fail.
+    verifier: RefCell<Option<super::verifier::Submitter>>,
+    /// The access policy the runtime replaces on SIGHUP, and the generation last taken.
+    access: RefCell<Option<(Arc<Published<Access>>, u64)>>,
 }
 
 impl<S: Stream> Driver<S> {
@@ -186,7 +195,77 @@ impl<S: Stream> Driver<S> {
             flush: Notify::new(),
             pool: RefCell::new(Vec::new()),
             read_buffer_bytes,
+            verifier: RefCell::new(None),
+            access: RefCell::new(None),
         })
+    }
+
+    /// Makes the shard take each access policy the runtime publishes (checked once a tick).
+    /// `seen` is the generation of the policy the shard already has.
+    pub fn follow_access(&self, published: Arc<Published<Access>>, seen: u64) {
+        *self.access.borrow_mut() = Some((published, seen));
+    }
+
+    /// Sends this shard's password checks to the verifier threads and feeds their answers
+    /// back. Runs until the verifier pool is gone.
+    pub async fn serve_verifier(self: Rc<Self>, verifier: super::verifier::ShardVerifier) {
+        let super::verifier::ShardVerifier {
+            submitter,
+            mut answers,
+        } = verifier;
+        *self.verifier.borrow_mut() = Some(submitter);
+        while let Some(verified) = answers.recv().await {
+            self.shard
+                .borrow_mut()
+                .handle_verified(Instant::now(), verified);
+            self.wake_released();
+            self.flush.notify_one();
+        }
+    }
+
+    /// Hands the checks the shard queued to the verifier threads. A check that cannot be
+    /// handed over is answered "refused" at once.
+    fn submit_verifications(&self, requests: &mut Vec<VerifyRequest>) {
+        self.shard.borrow_mut().drain_verify_requests(requests);
+        if requests.is_empty() {
+            return;
+        }
+        let verifier = self.verifier.borrow();
+        for request in requests.drain(..) {
+            let refused = match verifier.as_ref() {
+                Some(submitter) => submitter.submit(request).err(),
+                None => Some(request.refuse()),
+            };
+            if let Some(verified) = refused {
+                self.shard
+                    .borrow_mut()
+                    .handle_verified(Instant::now(), verified);
+            }
+        }
+    }
+
+    /// Shuts down the sockets of connections whose close timed out. The blocked write then
+    /// fails and the reader sees EOF, which frees the connection the usual way; no in-flight
+    /// operation is cancelled.
+    fn force_close(&self, ids: &mut Vec<ConnectionId>) {
+        self.shard.borrow_mut().drain_force_closed(ids);
+        let handles = self.handles.borrow();
+        for id in ids.drain(..) {
+            if let Some(Some(handle)) = handles.get(id.index as usize) {
+                handle.stream.shutdown();
+            }
+        }
+    }
+
+    /// Takes a reloaded access policy, if the runtime published one since the last tick.
+    fn take_new_access(&self) {
+        let mut slot = self.access.borrow_mut();
+        let Some((published, seen)) = slot.as_mut() else {
+            return;
+        };
+        if let Some(access) = published.newer_than(seen) {
+            self.shard.borrow_mut().set_access(access);
+        }
     }
 
     /// Registers an accepted socket; `None` if the shard refuses it (`connections_max`).
@@ -268,9 +347,12 @@ impl<S: Stream> Driver<S> {
     /// Pauses reads above `mesh_backlog_max` and resumes them below half of it.
     fn update_read_gate(&self, backlog: usize) {
         if backlog >= self.mesh_backlog_max {
-            self.reads_paused.set(true);
+            if !self.reads_paused.replace(true) {
+                self.shard.borrow_mut().set_reads_paused(true);
+            }
         } else if self.reads_paused.get() && backlog < self.mesh_backlog_max / 2 {
             self.reads_paused.set(false);
+            self.shard.borrow_mut().set_reads_paused(false);
             self.reads_resumed.notify_waiters();
         }
     }
@@ -308,8 +390,10 @@ impl<S: Stream> Driver<S> {
     /// messages. Runs forever.
     pub async fn flusher(self: Rc<Self>) {
         let mut dirty = Vec::new();
+        let mut verifications = Vec::new();
         loop {
             self.flush.notified().await;
+            self.submit_verifications(&mut verifications);
             let backlog = {
                 let mut shard = self.shard.borrow_mut();
                 shard.drain_dirty(&mut dirty);
@@ -336,6 +420,16 @@ impl<S: Stream> Driver<S> {
             let (bytes, close) = self.shard.borrow_mut().take_output(id);
             match bytes {
                 Some(bytes) => {
+                    // Taking the output may have let a client that was over its output limit
+                    // be read again.
+                    if self
+                        .shard
+                        .borrow_mut()
+                        .resume_after_output(Instant::now())
+                    {
+                        self.wake_released();
+                        self.flush.notify_one();
+                    }
                     if stream.write_all(bytes).await.is_err() {
                         stream.shutdown();
                         break;
@@ -361,10 +455,13 @@ impl<S: Stream> Driver<S> {
     /// Keep-alive, CONNECT timeouts and `$SYS`, once a second.
     pub async fn ticker(self: Rc<Self>) {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
+        let mut forced = Vec::new();
         loop {
             interval.tick().await;
             crate::runtime::release_freed_memory();
+            self.take_new_access();
             self.shard.borrow_mut().handle_tick(Instant::now());
+            self.force_close(&mut forced);
             self.wake_released();
             self.flush.notify_one();
         }

@@ -52,6 +52,13 @@ impl FlowControl {
         }
     }
 
+    /// A connection may be read again (its output went to the writer, or it stopped
+    /// waiting): decode its buffered input at the next chance and wake the driver's readers.
+    pub(super) fn resume_later(&mut self, id: ConnectionId) {
+        self.resume.push(id);
+        self.released = true;
+    }
+
     pub(super) fn set_origin(&mut self, origin: Option<(ShardId, u64)>) {
         self.origin = origin;
     }
@@ -202,9 +209,25 @@ impl Shard {
         }
     }
 
-    /// Whether the driver should hold back the next read on this connection.
+    /// Whether the driver should hold back the next read on this connection: flow control
+    /// throttles it, its output is over `outbound_buffer_max_bytes` (a client that sends but
+    /// does not read), or it waits for its password check or its session.
     pub fn is_throttled(&self, id: ConnectionId) -> bool {
-        self.conn(id).is_some_and(|c| c.throttles > 0)
+        let out_max = self.limits.outbound_buffer_max_bytes as usize;
+        self.conn(id).is_some_and(|c| {
+            c.throttles > 0 || c.out.bytes.len() >= out_max || c.state.is_parked()
+        })
+    }
+
+    /// Decodes the input of connections that `take_output` let go of. The driver calls this
+    /// after a writer took a connection's output; true if any was resumed (then wake the
+    /// paused readers and flush).
+    pub fn resume_after_output(&mut self, now: Instant) -> bool {
+        if self.flow.resume.is_empty() {
+            return false;
+        }
+        self.resume_released(now);
+        true
     }
 
     /// True once after some connection's last throttle was lifted: wake the paused readers.

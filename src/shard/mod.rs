@@ -31,16 +31,21 @@
 //! dirty list once per tick and issues one write per connection for everything encoded since.
 //! Mesh sends are batched the same way and pushed once per tick.
 
+mod access;
 mod auth;
 mod connect;
 pub mod driver;
 mod flow;
+mod log;
 mod peer;
 mod route;
 mod shared;
 mod sys;
+pub mod verifier;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;
 #[cfg(test)]
 mod tests_mesh;
 #[cfg(test)]
@@ -64,6 +69,7 @@ use crate::session::{
 use crate::topic::{RetainedStore, SubscriptionTrie, TopicFilter};
 
 pub use crate::metrics::Stats;
+pub use access::{Verified, VerifyRequest};
 
 /// A connection slot plus the generation that was in it, so that a late completion for a
 /// closed connection can never touch the connection that reused its slot.
@@ -104,16 +110,44 @@ enum ConnState {
     /// (the conversation, and when CONNECT came, are in `Shard::auth`; a second `Instant` here
     /// would cost every connection slot 8 bytes).
     Authenticating,
-    /// CONNECT is valid; waiting for the client id's home shard to grant the session. Later
-    /// input stays buffered until then.
-    AwaitingSession { params: Box<ConnectParams> },
+    /// CONNECT is valid; its password is being checked on a verifier thread (`access.rs`).
+    /// No more is read until then.
+    Verifying { parked: Box<Parked> },
+    /// CONNECT is valid; waiting for the client id's home shard to grant the session. No more
+    /// is read until then; after `CONNECT_TIMEOUT` the connection is closed.
+    AwaitingSession { parked: Box<Parked> },
     /// CONNECT accepted and bound to a session.
     Attached {
         session: SessionKey,
         version: ProtocolVersion,
     },
     /// Being closed: input is ignored, remaining output is flushed, then the socket is shut.
+    /// A peer that does not read that output gets `close_timeout_s`, then a hard shutdown
+    /// (`Shard::closing` keeps the times, so that this state costs the slot nothing).
     Closing,
+}
+
+/// A valid CONNECT waiting for something other than the client: boxed, so that waiting costs
+/// the connection slot 8 bytes, not the CONNECT's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Parked {
+    params: ConnectParams,
+    /// When the wait began: it may last `CONNECT_TIMEOUT` at most.
+    since: Instant,
+}
+
+impl ConnState {
+    fn is_closing(&self) -> bool {
+        matches!(self, ConnState::Closing)
+    }
+
+    /// Waiting for the broker, not the client: no more input is read meanwhile.
+    fn is_parked(&self) -> bool {
+        matches!(
+            self,
+            ConnState::Verifying { .. } | ConnState::AwaitingSession { .. }
+        )
+    }
 }
 
 /// One transport connection.
@@ -193,6 +227,10 @@ pub struct Shard {
     authenticator: std::sync::Arc<crate::auth::Authenticator>,
     /// Connections that use enhanced authentication, with their conversations.
     auth: AHashMap<ConnectionId, auth::AuthExchange>,
+    /// Who may connect and what they may publish and read (`access.rs`); replaced on reload.
+    access: std::sync::Arc<crate::auth::Access>,
+    /// Password checks handed to the verifier threads, and the cache of successful ones.
+    verify: access::Verifications,
     sessions: Slab<SessionEntry>,
     /// Client identifier to local session; one session per client id [MQTT-3.1.4-2].
     clients: AHashMap<ByteStr, SessionKey>,
@@ -213,6 +251,18 @@ pub struct Shard {
     /// Reused per publish: matched subscribers before deduplication.
     matches: Vec<(SessionKey, SubParams)>,
     sys: sys::SysPublisher,
+    /// Per-kind budget for log lines a client can cause.
+    log: log::LogLimiter,
+    /// This shard's share of `connections_max` and `sessions_max` (`Limits` says why).
+    conns_max: usize,
+    sessions_max: usize,
+    /// When each connection began closing, oldest first (see `expire_closing`). Bounded by
+    /// the connections: each enters once, and leaves once it is gone or timed out.
+    closing: std::collections::VecDeque<(Instant, ConnectionId)>,
+    /// Closing connections past `close_timeout_s`, for the driver to shut down hard.
+    force_close: Vec<ConnectionId>,
+    /// The driver is not reading any connection (mesh backlog over `mesh_backlog_max`).
+    reads_paused: bool,
     mesh: Endpoint<ShardMessage>,
     peers: peer::Peers,
     flow: flow::FlowControl,
@@ -239,6 +289,8 @@ impl Shard {
             protocol: ProtocolOptions::default(),
             authenticator: Default::default(),
             auth: AHashMap::new(),
+            access: std::sync::Arc::new(crate::auth::Access::open()),
+            verify: access::Verifications::new(),
             conns: Slab::with_capacity(conns_max),
             sessions: Slab::with_capacity(sessions_max),
             clients: AHashMap::new(),
@@ -253,6 +305,12 @@ impl Shard {
             actions: Vec::new(),
             matches: Vec::new(),
             sys: sys::SysPublisher::new(now, sys_interval_s),
+            log: log::LogLimiter::default(),
+            conns_max,
+            sessions_max,
+            closing: Default::default(),
+            force_close: Vec::new(),
+            reads_paused: false,
             mesh,
             peers: peer::Peers::new(shards),
             flow: flow::FlowControl::new(shards),
@@ -295,9 +353,12 @@ impl Shard {
 
     /// Registers a new transport connection, or refuses it at `connections_max`.
     pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> Option<ConnectionId> {
-        if self.conns.len() >= self.limits.connections_max as usize {
+        if self.conns.len() >= self.conns_max {
             self.stats.connections_refused += 1;
-            tracing::warn!(%peer, limit = self.limits.connections_max, "connections_max reached");
+            if let Some(suppressed) = self.log.allow(log::LogKind::ConnectionRefused, now) {
+                tracing::warn!(%peer, share = self.conns_max, suppressed,
+                    "connections_max reached on this shard");
+            }
             return None;
         }
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -336,7 +397,7 @@ impl Shard {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if conn.state == ConnState::Closing {
+        if conn.state.is_closing() {
             return;
         }
         conn.read_buf
@@ -350,19 +411,23 @@ impl Shard {
     /// Decodes and handles buffered input until it runs out or the connection must wait.
     fn process_input(&mut self, now: Instant, id: ConnectionId) {
         let packet_size_max = self.limits.packet_size_max;
+        let out_max = self.limits.outbound_buffer_max_bytes as usize;
         loop {
             let Some(conn) = self.conn_mut(id) else {
                 return;
             };
-            if conn.throttles > 0 {
-                // Flow control: the rest waits until a congested subscriber catches up.
+            if conn.throttles > 0 || conn.out.bytes.len() >= out_max {
+                // Flow control: the rest waits until a congested subscriber catches up, or
+                // until this client reads what it was sent (`take_output` resumes it).
                 break;
             }
             let version = match conn.state {
                 ConnState::AwaitingConnect { .. } => ProtocolVersion::V3_1_1,
                 ConnState::Attached { version, .. } => version,
                 ConnState::Authenticating => ProtocolVersion::V5,
-                ConnState::AwaitingSession { .. } | ConnState::Closing => break,
+                ConnState::AwaitingSession { .. }
+                | ConnState::Verifying { .. }
+                | ConnState::Closing => break,
             };
             let Some(read_buf) = conn.read_buf.as_deref_mut() else {
                 break;
@@ -377,7 +442,9 @@ impl Shard {
                 Err(error) => {
                     let peer = conn.peer.clone();
                     self.stats.malformed_packets += 1;
-                    tracing::info!(%peer, %error, "closing connection: malformed packet");
+                    if let Some(suppressed) = self.log.allow(log::LogKind::Malformed, now) {
+                        tracing::info!(%peer, %error, suppressed, "closing connection: malformed packet");
+                    }
                     self.decode_failed(now, id, error);
                     break;
                 }
@@ -405,14 +472,15 @@ impl Shard {
 
     /// Timer work: keep-alive, CONNECT timeouts and `$SYS`. Call about once a second.
     pub fn handle_tick(&mut self, now: Instant) {
+        let close_timeout = Duration::from_secs(u64::from(self.limits.close_timeout_s));
         let mut expired = Vec::new();
         for (index, conn) in &self.conns {
             let id = ConnectionId {
                 index: index as u32,
                 generation: conn.generation,
             };
-            match conn.state {
-                ConnState::AwaitingConnect { since } if now - since > CONNECT_TIMEOUT => {
+            match &conn.state {
+                ConnState::AwaitingConnect { since } if now - *since > CONNECT_TIMEOUT => {
                     expired.push((id, End::ConnectTimeout));
                 }
                 ConnState::Authenticating
@@ -423,16 +491,25 @@ impl Shard {
                 {
                     expired.push((id, End::ConnectTimeout));
                 }
-                ConnState::Attached { session, .. }
-                    if self.sessions[session.0 as usize]
-                        .session
-                        .keep_alive_expired(now) =>
+                ConnState::Verifying { parked } | ConnState::AwaitingSession { parked }
+                    if now - parked.since > CONNECT_TIMEOUT =>
                 {
-                    expired.push((id, End::KeepAliveTimeout));
+                    expired.push((id, End::ConnectTimeout));
+                }
+                ConnState::Attached { session, .. } => {
+                    let session = &mut self.sessions[session.0 as usize].session;
+                    if conn.throttles > 0 || self.reads_paused {
+                        // We are not reading this client (flow control): its silence proves
+                        // nothing, so its keep-alive period starts again [MQTT-3.1.2-24].
+                        session.defer_keep_alive(now);
+                    } else if session.keep_alive_expired(now) {
+                        expired.push((id, End::KeepAliveTimeout));
+                    }
                 }
                 _ => {}
             }
         }
+        self.expire_closing(now, close_timeout);
         for (id, end) in expired {
             self.stats.keep_alive_timeouts += u64::from(end == End::KeepAliveTimeout);
             self.end_connection(now, id, end);
@@ -472,6 +549,34 @@ impl Shard {
         }
     }
 
+    /// Closing connections still there after `close_timeout`: their peer does not read what
+    /// is left, so the driver shuts the socket, which fails the blocked write and ends the
+    /// reader. Connections enter `closing` in time order, so only the front is looked at.
+    fn expire_closing(&mut self, now: Instant, close_timeout: Duration) {
+        while let Some(&(since, id)) = self.closing.front() {
+            if now.saturating_duration_since(since) <= close_timeout {
+                break;
+            }
+            self.closing.pop_front();
+            let closing = self.conn(id).is_some_and(|c| c.state.is_closing());
+            if closing && !self.force_close.contains(&id) {
+                self.stats.close_timeouts += 1;
+                self.force_close.push(id);
+            }
+        }
+    }
+
+    /// Connections whose close timed out: the driver shuts their sockets down now.
+    pub fn drain_force_closed(&mut self, into: &mut Vec<ConnectionId>) {
+        into.append(&mut self.force_close);
+    }
+
+    /// The driver paused (or resumed) reading every connection because the mesh is backed up;
+    /// keep-alive does not count the time we did not read.
+    pub fn set_reads_paused(&mut self, paused: bool) {
+        self.reads_paused = paused;
+    }
+
     /// Closes every connection (v5 clients get DISCONNECT 0x8B) for an orderly shutdown.
     pub fn shut_down(&mut self, now: Instant) {
         let ids: Vec<ConnectionId> = self
@@ -503,12 +608,18 @@ impl Shard {
     /// `None` output with `close == true` means: shut the socket now.
     pub fn take_output(&mut self, id: ConnectionId) -> (Option<Bytes>, bool) {
         let acked = self.peers.acked();
-        let Some(conn) = self.conn_mut(id) else {
+        let out_max = self.limits.outbound_buffer_max_bytes as usize;
+        let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation) else {
             return (None, true);
         };
-        let closing = conn.state == ConnState::Closing;
+        let closing = conn.state.is_closing();
         if conn.out.is_empty() || (conn.hold_until > acked && !closing) {
             return (None, closing);
+        }
+        if conn.out.bytes.len() >= out_max {
+            // Its reads were paused for this (`process_input`); the output is now the writer's,
+            // so let the client be read again, buffered input first.
+            self.flow.resume_later(id);
         }
         let packets = std::mem::take(&mut conn.out.packets);
         // Hand the whole allocation to the writer: an idle connection keeps no write buffer.

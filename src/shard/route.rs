@@ -108,7 +108,7 @@ impl Shard {
         from: Option<super::SessionKey>,
     ) -> bool {
         if message.retain {
-            self.store_retained(message);
+            self.store_retained(now, message);
         }
         if !deliver {
             return false;
@@ -127,8 +127,12 @@ impl Shard {
         let mut rest = &matches[..];
         while let Some((&(key, first), _)) = rest.split_first() {
             let same = rest.iter().take_while(|(k, _)| *k == key).count();
-            let envelope = merge_matches(message, first, &rest[1..same]);
-            self.deliver_to(now, key, envelope);
+            let checked = rest[..same].iter().any(|(_, p)| p.read_check);
+            // Only subscriptions the ACL could not clear at SUBSCRIBE cost a check here.
+            if !checked || self.may_read(key, message.topic.as_str()) {
+                let envelope = merge_matches(message, first, &rest[1..same]);
+                self.deliver_to(now, key, envelope);
+            }
             rest = &rest[same..];
         }
         let matched = !matches.is_empty();
@@ -170,7 +174,7 @@ impl Shard {
     /// [MQTT-3.3.1-5]: store (or replace) the retained message for the topic; the broker's own
     /// `$SYS` topics do not count against `retained_messages_max` (clients cannot write them);
     /// [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: an empty payload deletes it and is not stored.
-    fn store_retained(&mut self, message: &Arc<Message>) {
+    fn store_retained(&mut self, now: Instant, message: &Arc<Message>) {
         let topic = message.topic.as_str();
         if message.payload.is_empty() {
             self.retained.remove(topic);
@@ -181,11 +185,14 @@ impl Shard {
             self.retained.insert(message.topic.clone(), message.clone());
         } else {
             self.stats.retained_dropped += 1;
-            tracing::warn!(
-                topic,
-                limit = self.limits.retained_messages_max,
-                "retained_messages_max reached; retained message not stored"
-            );
+            if let Some(suppressed) = self.log.allow(super::log::LogKind::RetainedDropped, now) {
+                tracing::warn!(
+                    topic,
+                    limit = self.limits.retained_messages_max,
+                    suppressed,
+                    "retained_messages_max reached; retained message not stored"
+                );
+            }
         }
     }
 
@@ -218,6 +225,10 @@ impl Shard {
         self.retained
             .for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
         for message in retained {
+            // A retained message needs `read` like any other.
+            if params.read_check && !self.may_read(key, message.topic.as_str()) {
+                continue;
+            }
             let envelope = Envelope {
                 qos: message.qos.min(params.options.qos),
                 retain: true,

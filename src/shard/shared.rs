@@ -307,8 +307,24 @@ impl Shard {
             return;
         }
         let key = SessionKey(member.session);
-        let envelope = shared_envelope(message, name, member.params);
-        self.deliver_to(now, key, envelope);
+        self.deliver_shared(now, key, message, name, member.params);
+    }
+
+    /// Delivers to a chosen local member, if the ACL lets it read the topic. Always checked
+    /// (not only with `read_check`): every shard keeps its own copy of the members'
+    /// parameters, which a reload does not update. A refused copy is dropped and counted.
+    fn deliver_shared(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: Arc<Message>,
+        name: ByteStr,
+        params: SubParams,
+    ) {
+        if self.may_read(key, message.topic.as_str()) {
+            let envelope = shared_envelope(message, name, params);
+            self.deliver_to(now, key, envelope);
+        }
     }
 
     /// A message a peer picked one of our sessions for. If that session is no longer a member
@@ -332,8 +348,7 @@ impl Shard {
             .get(session as usize)
             .is_some_and(|entry| entry.session.has_subscription(&name));
         if member_here {
-            let envelope = shared_envelope(message, name, params);
-            self.deliver_to(now, SessionKey(session), envelope);
+            self.deliver_shared(now, SessionKey(session), message, name, params);
         } else if (hops as usize) < self.peers.shard_count() {
             let strategy = self.protocol.shared_strategy;
             if let Some(member) =

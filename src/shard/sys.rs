@@ -56,7 +56,7 @@ impl Shard {
         let s = &total.stats;
         let online = s.clients_connected;
         let uptime_s = now.duration_since(self.sys.started_at).as_secs();
-        let values: [(&'static str, String); 16] = [
+        let values: [(&'static str, String); 19] = [
             (
                 "$SYS/broker/version",
                 format!("ringmq version {}", crate::VERSION),
@@ -106,6 +106,10 @@ impl Shard {
                 "$SYS/broker/messages/malformed",
                 s.malformed_packets.to_string(),
             ),
+            // Not in mosquitto's tree: what access control refused.
+            ("$SYS/broker/auth/failures", s.auth_failures.to_string()),
+            ("$SYS/broker/auth/busy", s.auth_busy.to_string()),
+            ("$SYS/broker/acl/denied", s.acl_denied.to_string()),
         ];
         for (topic, value) in values {
             let topic = TopicName::new(ByteStr::from_static(topic)).expect("static $SYS topic");

@@ -53,6 +53,11 @@ impl Broker {
         }
     }
 
+    /// Re-reads the password and ACL files, as SIGHUP does.
+    pub fn reload(&self) -> Result<(), ringmq::auth::FileError> {
+        self.inner.reload()
+    }
+
     /// Stops the broker as a signal would: every connection is closed, the threads joined.
     pub fn shutdown(self) {
         self.inner.shutdown();

@@ -160,6 +160,8 @@ enum Role {
 /// One connection's MQTT state.
 pub(crate) struct Client {
     client_id: ByteStr,
+    /// User name and password for CONNECT, if the run logs in.
+    login: Option<(ByteStr, bytes::Bytes)>,
     keep_alive_s: u16,
     qos: QoS,
     state: State,
@@ -184,8 +186,17 @@ impl Client {
                 rounds_max,
             } => Role::Reader(Reader::new(filter, *expected, *rounds_max)),
         };
+        let login = settings.login.as_ref().map(|login| {
+            // Clients are numbered in their ids; a hash spreads them over the users as well.
+            let index = fnv_index(&spec.client_id);
+            (
+                ByteStr::from(login.username_for(index)),
+                bytes::Bytes::from(login.password.clone()),
+            )
+        });
         Client {
             client_id: ByteStr::from(spec.client_id.as_str()),
+            login,
             keep_alive_s: settings.keep_alive_s,
             qos: settings.qos,
             state: State::NotStarted,
@@ -220,8 +231,8 @@ impl Client {
             properties: Properties::default(),
             client_id: self.client_id.clone(),
             will: None,
-            username: None,
-            password: None,
+            username: self.login.as_ref().map(|(user, _)| user.clone()),
+            password: self.login.as_ref().map(|(_, password)| password.clone()),
         })));
         self.state = State::AwaitingConnAck { started };
     }
@@ -520,4 +531,11 @@ pub(crate) fn check_suback(ack: &SubAck, packet_id: PacketId) -> Result<ReasonCo
         });
     }
     Ok(code)
+}
+
+/// A stable number per client id (FNV-1a), to deal clients over `--users` users.
+fn fnv_index(client_id: &str) -> u64 {
+    client_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }

@@ -153,6 +153,7 @@ pub fn plan(args: &PubsubArgs, topology: &Topology, tag: &str) -> Plan {
         rate_per_s: args.rate,
         publishers: p as u32,
         keep_alive_s: KEEP_ALIVE_S,
+        login: args.common.login(),
     };
     Plan { settings, clients }
 }
