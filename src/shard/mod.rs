@@ -47,6 +47,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
 mod tests_mesh;
 #[cfg(test)]
 mod tests_v5;

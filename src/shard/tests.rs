@@ -135,7 +135,7 @@ impl Sim {
         self.shard.handle_read(self.now, id, &buf);
     }
 
-    fn send_raw(&mut self, id: ConnectionId, bytes: &[u8]) {
+    pub(super) fn send_raw(&mut self, id: ConnectionId, bytes: &[u8]) {
         self.shard.handle_read(self.now, id, bytes);
     }
 
