@@ -1,0 +1,1 @@
+//! Tests of [`super::Acl`]: one per rule kind and per malformed line.
