@@ -19,9 +19,9 @@ use std::sync::Arc;
 use crate::auth::{Access, FileError};
 use crate::config::{Config, IoBackend};
 use crate::mesh::Published;
-use crate::shard::verifier::{ShardVerifier, VerifierPool};
 use crate::mesh::{Endpoint, ShardMessage};
 use crate::shard::driver::{epoll, uring, Driver};
+use crate::shard::verifier::{ShardVerifier, VerifierPool};
 use crate::shard::Shard;
 
 /// Pending connections the kernel queues per listener before `accept`.

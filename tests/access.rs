@@ -15,7 +15,8 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("ringmq-access-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("ringmq-access-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("temp dir");
         Dir(path)
@@ -86,7 +87,10 @@ fn anonymous_clients_are_refused_when_not_allowed() {
 #[test]
 fn wrong_password_unknown_user_and_odd_passwords_get_the_same_answer() {
     let dir = Dir::new("wrong");
-    let passwords = dir.write("passwd", &(user_line("alice", "secret") + &user_line("bob", "")));
+    let passwords = dir.write(
+        "passwd",
+        &(user_line("alice", "secret") + &user_line("bob", "")),
+    );
     let broker = broker(Some(&passwords), None, true);
     // The longest a CONNECT can carry: binary data has a two-byte length (5.0 section 1.5.6).
     let long = "x".repeat(65_535);
@@ -115,7 +119,11 @@ fn wrong_password_unknown_user_and_odd_passwords_get_the_same_answer() {
         // An empty password that is the right one connects.
         let opts = with_login(ConnectOpts::new(version, "bob"), "bob", "");
         let (_, connack) = RawClient::connect(broker.addr, opts);
-        assert_eq!(connack.code, ReasonCode::SUCCESS, "{version:?} empty password");
+        assert_eq!(
+            connack.code,
+            ReasonCode::SUCCESS,
+            "{version:?} empty password"
+        );
         // Anonymous is still allowed here, and nothing else broke.
         RawClient::connected(broker.addr, ConnectOpts::new(version, "anon"));
     }
@@ -227,9 +235,9 @@ fn publish_without_write_is_refused_on_5_and_dropped_on_3() {
         }
         assert!(sub.drain_publishes(Duration::from_millis(300)).is_empty());
         // alice's own publish on a/x is allowed and arrives.
-        let mut other = alice(&broker, version, 0);
+        let opts = with_login(ConnectOpts::new(version, "alice-2"), "alice", "pa");
+        let mut other = RawClient::connected(broker.shard(0), opts);
         assert!(delivered(&mut other, &mut sub, "a/x"), "{version:?}");
-        drop(other);
     }
 }
 
@@ -268,7 +276,10 @@ fn read_is_checked_per_message_and_deny_wins_across_shards() {
         // carol may write all of a/#; alice may read it but for a/secret.
         let mut publisher = carol(&broker, version, 0);
         assert!(delivered(&mut publisher, &mut sub, "a/open"), "{version:?}");
-        assert!(!delivered(&mut publisher, &mut sub, "a/secret"), "{version:?}");
+        assert!(
+            !delivered(&mut publisher, &mut sub, "a/secret"),
+            "{version:?}"
+        );
     }
 }
 
@@ -277,8 +288,14 @@ fn patterns_substitute_the_client_id_and_user_name() {
     let dir = Dir::new("pattern");
     let broker = acl_broker(&dir);
     let mut sub = bob(&broker, ProtocolVersion::V5, 1);
-    let suback = sub.subscribe(&[("users/bob/#", QoS::AtLeastOnce), ("users/alice/#", QoS::AtLeastOnce)]);
-    assert_eq!(suback.codes, vec![ReasonCode(1), ReasonCode::NOT_AUTHORIZED]);
+    let suback = sub.subscribe(&[
+        ("users/bob/#", QoS::AtLeastOnce),
+        ("users/alice/#", QoS::AtLeastOnce),
+    ]);
+    assert_eq!(
+        suback.codes,
+        vec![ReasonCode(1), ReasonCode::NOT_AUTHORIZED]
+    );
     // An anonymous client writes its own devices/<client id>/ tree only.
     let mut device = RawClient::connected(broker.shard(0), ConnectOpts::v311("dev7"));
     let mut watcher = RawClient::connected(broker.shard(1), ConnectOpts::v311("dev7w"));
@@ -291,9 +308,10 @@ fn patterns_substitute_the_client_id_and_user_name() {
     own.publish("devices/dev7r/self", b"mine", QoS::AtLeastOnce, false);
     let got = own.drain_publishes(Duration::from_millis(300));
     assert!(got.iter().any(|p| text(p) == "mine"));
-    // A client id with a wildcard matches no pattern.
-    let mut wild = RawClient::connected(broker.shard(0), ConnectOpts::v5("dev+"));
-    let suback = wild.subscribe(&[("devices/dev+/#", QoS::AtLeastOnce)]);
+    // A client id that is a wildcard matches no pattern: `devices/%c/#` must not become
+    // `devices/+/#`, every device's tree.
+    let mut wild = RawClient::connected(broker.shard(0), ConnectOpts::v5("+"));
+    let suback = wild.subscribe(&[("devices/dev7/#", QoS::AtLeastOnce)]);
     assert_eq!(suback.codes, vec![ReasonCode::NOT_AUTHORIZED]);
 }
 
@@ -303,7 +321,10 @@ fn anonymous_section_applies_to_clients_without_a_user_name() {
     let broker = acl_broker(&dir);
     let mut anon = RawClient::connected(broker.shard(1), ConnectOpts::v5("anon-sub"));
     let suback = anon.subscribe(&[("public/#", QoS::AtLeastOnce), ("a/#", QoS::AtLeastOnce)]);
-    assert_eq!(suback.codes, vec![ReasonCode(1), ReasonCode::NOT_AUTHORIZED]);
+    assert_eq!(
+        suback.codes,
+        vec![ReasonCode(1), ReasonCode::NOT_AUTHORIZED]
+    );
 }
 
 #[test]
@@ -322,15 +343,26 @@ fn retained_messages_and_wills_are_checked_too() {
         assert!(got.iter().any(|p| text(p) == "kept"), "{version:?}");
         // A will on a topic the client may not write is dropped when it would be sent (as
         // mosquitto does); the CONNECT itself is accepted.
-        let opts = with_login(ConnectOpts::new(version, "bw"), "bob", "pb")
-            .will(will("a/will", b"bye", QoS::AtMostOnce, false));
+        let opts = with_login(ConnectOpts::new(version, "bw"), "bob", "pb").will(will(
+            "a/will",
+            b"bye",
+            QoS::AtMostOnce,
+            false,
+        ));
         let mut denied = RawClient::connected(broker.shard(0), opts);
         denied.shutdown_write();
         drop(denied);
-        assert!(sub.drain_publishes(Duration::from_millis(300)).is_empty(), "{version:?}");
+        assert!(
+            sub.drain_publishes(Duration::from_millis(300)).is_empty(),
+            "{version:?}"
+        );
         // A will it may write, delivered to who may read it and not to others.
-        let opts = with_login(ConnectOpts::new(version, "aw"), "alice", "pa")
-            .will(will("events/gone", b"bye", QoS::AtMostOnce, false));
+        let opts = with_login(ConnectOpts::new(version, "aw"), "alice", "pa").will(will(
+            "events/gone",
+            b"bye",
+            QoS::AtMostOnce,
+            false,
+        ));
         let mut leaver = RawClient::connected(broker.shard(0), opts);
         let mut reader = bob(&broker, version, 1);
         reader.subscribe(&[("events/#", QoS::AtMostOnce)]);
@@ -346,7 +378,12 @@ fn retained_messages_and_wills_are_checked_too() {
 
 /// Publishes until `subscriber` gets one (or it never does within 5 s): a reload reaches every
 /// shard within a tick, and the test waits for it rather than for a fixed time.
-fn eventually_delivered(publisher: &mut RawClient, subscriber: &mut RawClient, topic: &str, want: bool) {
+fn eventually_delivered(
+    publisher: &mut RawClient,
+    subscriber: &mut RawClient,
+    topic: &str,
+    want: bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if delivered(publisher, subscriber, topic) == want {
@@ -443,12 +480,19 @@ fn rumqttc_logs_in_and_is_held_to_the_acl() {
     let mut opts = rumqttc::MqttOptions::new("alice-r", "127.0.0.1", broker.shard(1).port());
     opts.set_credentials("alice", "pa");
     let (client, mut connection) = rumqttc::Client::new(opts, 16);
-    client.subscribe("a/#", rumqttc::QoS::AtLeastOnce).expect("subscribe");
+    client
+        .subscribe("a/#", rumqttc::QoS::AtLeastOnce)
+        .expect("subscribe");
     let codes = common::rumqttc_wait(&mut connection, "SUBACK", |p| match p {
         rumqttc::Packet::SubAck(ack) => Some(ack.return_codes.clone()),
         _ => None,
     });
-    assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce)]);
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )]
+    );
     let mut publisher = carol(&broker, ProtocolVersion::V3_1_1, 0);
     publisher.publish("a/secret", b"hidden", QoS::AtLeastOnce, false);
     publisher.publish("a/open", b"shown", QoS::AtLeastOnce, false);
@@ -469,4 +513,45 @@ fn rumqttc_logs_in_and_is_held_to_the_acl() {
         }
     };
     assert!(error.contains("BadUserNamePassword"), "{error}");
+}
+
+/// rumqttc 5.0 turns an error reason code into an error of its event loop, naming it.
+fn rumqttc5_error(connection: &mut rumqttc::v5::Connection) -> String {
+    loop {
+        match connection.recv_timeout(Duration::from_secs(5)) {
+            Ok(Err(error)) => return error.to_string(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("rumqttc v5 saw no error"),
+        }
+    }
+}
+
+#[test]
+fn rumqttc_v5_sees_0x87_for_what_the_acl_refuses() {
+    use rumqttc::v5::mqttbytes::v5::{Packet as P5, SubscribeReasonCode};
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    let dir = Dir::new("rumqttc5");
+    let broker = acl_broker(&dir);
+    let login = |opts: &mut rumqttc::v5::MqttOptions| {
+        opts.set_credentials("bob", "pb");
+    };
+    let (client, mut connection) = common::rumqttc5_client(broker.shard(1), "bob-r5", login);
+    common::rumqttc5_connack(&mut connection);
+    client.subscribe("a/#", Q5::AtLeastOnce).expect("subscribe");
+    let codes = common::rumqttc5_wait(&mut connection, "SUBACK", |p| match p {
+        P5::SubAck(ack) => Some(ack.return_codes.clone()),
+        _ => None,
+    });
+    assert_eq!(codes, vec![SubscribeReasonCode::Success(Q5::AtLeastOnce)]);
+    client.subscribe("b/#", Q5::AtLeastOnce).expect("subscribe");
+    let error = rumqttc5_error(&mut connection);
+    assert!(error.contains("NotAuthorized"), "{error}");
+    // bob may read a/# but not write it: PUBACK 0x87.
+    let (client, mut connection) = common::rumqttc5_client(broker.shard(0), "bob-r5p", login);
+    common::rumqttc5_connack(&mut connection);
+    client
+        .publish("a/x", Q5::AtLeastOnce, false, "no")
+        .expect("publish");
+    let error = rumqttc5_error(&mut connection);
+    assert!(error.contains("NotAuthorized"), "{error}");
 }

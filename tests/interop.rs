@@ -404,3 +404,171 @@ fn paho_v311_clients_deliver_qos_0_1_2() {
 fn paho_v5_clients_deliver_qos_0_1_2() {
     paho_delivers_every_qos("5");
 }
+
+/// Runs Debian's `mosquitto_passwd -b` (batch mode: the password on the command line, which
+/// is fine for a test) to add a user to `file`.
+fn mosquitto_passwd(file: &std::path::Path, hash: &str, user: &str, password: &str) {
+    let file = file.to_str().expect("utf-8 path");
+    let status = exit_status(
+        "mosquitto_passwd",
+        &["-H", hash, "-b", file, user, password],
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "mosquitto_passwd failed"
+    );
+}
+
+/// The files a mosquitto user already has, made by mosquitto's own tool, work unchanged: the
+/// password file (both the `$7$` default and the older `$6$`) and an ACL with a deny rule.
+fn mosquitto_files_work_unchanged(version: &str) {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let found = exit_status("mosquitto_passwd", &["--help"]).is_some();
+    if !tool_ready("mosquitto_passwd", found, INSTALL_MOSQUITTO) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "ringmq-interop-auth-{}-{version}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let passwd = dir.join("passwd");
+    let _ = std::fs::remove_file(&passwd);
+    std::fs::write(&passwd, "").expect("empty password file");
+    mosquitto_passwd(&passwd, "sha512-pbkdf2", "sensor", "s3cret");
+    mosquitto_passwd(&passwd, "sha512", "legacy", "0ld");
+    mosquitto_passwd(&passwd, "sha512-pbkdf2", "dash", "d4sh");
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "topic readwrite interop/ready\n\nuser sensor\ntopic write sensors/#\n\n\
+         user legacy\ntopic write sensors/#\n\n\
+         user dash\ntopic read sensors/#\ntopic deny sensors/secret\ntopic read interop/ready\n",
+    )
+    .expect("write acl");
+    let (passwd_path, acl_path) = (passwd.clone(), acl.clone());
+    let broker = common::start_broker_with(move |config| {
+        config.auth.allow_anonymous = Some(true);
+        config.auth.password_file = Some(passwd_path);
+        config.auth.acl_file = Some(acl_path);
+    });
+    let subscriber = ready_subscriber(
+        broker.addr,
+        &[
+            "-V",
+            version,
+            "-u",
+            "dash",
+            "-P",
+            "d4sh",
+            "-q",
+            "1",
+            "-t",
+            "sensors/#",
+            "-C",
+            "4",
+        ],
+    );
+    for (user, password, topic, message) in [
+        ("sensor", "s3cret", "sensors/secret", "hidden"),
+        ("sensor", "s3cret", "sensors/t1", "21.5"),
+        ("legacy", "0ld", "sensors/t2", "from-6"),
+    ] {
+        mosquitto_pub(
+            broker.addr,
+            &[
+                "-V", version, "-u", user, "-P", password, "-q", "1", "-t", topic, "-m", message,
+            ],
+        );
+    }
+    // dash may not write: 5.0 reports the 0x87 PUBACK as an error, 3.1.1 is acked silently.
+    let _ = exit_status(
+        "mosquitto_pub",
+        &broker_args(
+            broker.addr,
+            &[
+                "-V",
+                version,
+                "-u",
+                "dash",
+                "-P",
+                "d4sh",
+                "-q",
+                "1",
+                "-t",
+                "sensors/t3",
+                "-m",
+                "no",
+            ],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    mosquitto_pub(
+        broker.addr,
+        &[
+            "-V",
+            version,
+            "-u",
+            "sensor",
+            "-P",
+            "s3cret",
+            "-q",
+            "1",
+            "-t",
+            "sensors/t4",
+            "-m",
+            "last",
+        ],
+    );
+    let lines = subscriber.finish();
+    assert_eq!(
+        lines,
+        vec![
+            "sensors/t1 1 0 21.5",
+            "sensors/t2 1 0 from-6",
+            "sensors/t4 1 0 last"
+        ],
+        "{version}"
+    );
+    // A wrong password: mosquitto_pub is refused and says so.
+    let refused = exit_status(
+        "mosquitto_pub",
+        &broker_args(
+            broker.addr,
+            &[
+                "-V",
+                version,
+                "-u",
+                "sensor",
+                "-P",
+                "nope",
+                "-t",
+                "sensors/x",
+                "-m",
+                "x",
+            ],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    assert!(
+        refused.is_some_and(|s| !s.success()),
+        "{version}: wrong password accepted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mosquitto_v311_clients_with_mosquitto_passwd_and_acl_files() {
+    mosquitto_files_work_unchanged("mqttv311");
+}
+
+#[test]
+fn mosquitto_v5_clients_with_mosquitto_passwd_and_acl_files() {
+    mosquitto_files_work_unchanged("mqttv5");
+}

@@ -1,6 +1,7 @@
 //! The io_uring fallback, tested the way it happens in production: the real `ringmq` binary
 //! started under a seccomp filter that refuses `io_uring_setup` with EPERM, as container
-//! runtimes' default profiles do. Also covers SIGTERM shutdown and bad-config exits.
+//! runtimes' default profiles do. Also covers signals (SIGTERM shutdown, SIGHUP reload) and
+//! bad-config exits.
 
 mod common;
 
@@ -85,6 +86,14 @@ fn ringmq(args: &[&str], seccomp: bool) -> Command {
 
 /// Reads the broker's log until it says where it serves; returns that address and the lines.
 fn wait_until_serving(child: &mut Child) -> (SocketAddr, Vec<String>) {
+    let (addr, lines, _) = serving_with_log(child);
+    (addr, lines)
+}
+
+/// [`wait_until_serving`], also returning the rest of the log as it comes.
+fn serving_with_log(
+    child: &mut Child,
+) -> (SocketAddr, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -103,7 +112,7 @@ fn wait_until_serving(child: &mut Child) -> (SocketAddr, Vec<String>) {
             let addr = rest[..rest.find(']').expect("closing bracket")]
                 .parse()
                 .expect("address");
-            return (addr, lines);
+            return (addr, lines, rx);
         }
     }
     panic!("broker never said it was serving; log so far: {lines:#?}");
@@ -117,11 +126,15 @@ fn round_trip(addr: SocketAddr) {
     assert_eq!(text(&sub.recv_publish()), "works");
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    // SAFETY: sending SIGTERM to our own child process by its pid.
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: sending a signal to our own child process by its pid.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.id() as i32, signal);
     }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    signal(&child, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().expect("wait for the broker") {
@@ -188,4 +201,68 @@ fn bad_config_key_exits_non_zero_naming_the_key() {
         .expect("run ringmq");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("inflight_maxx"));
+}
+
+/// Waits for a log line containing `needle`.
+fn log_line(log: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("no log line with {needle:?}");
+}
+
+/// Publishes on `topic` until `subscriber` gets it or, with `want` false, until it stops
+/// getting it: a reload reaches every shard within a tick.
+fn until_delivery(publisher: &mut RawClient, subscriber: &mut RawClient, topic: &str, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        publisher.publish(topic, b"probe", QoS::AtLeastOnce, false);
+        let got = !subscriber
+            .drain_publishes(Duration::from_millis(200))
+            .is_empty();
+        if got == want {
+            return;
+        }
+    }
+    panic!("delivery on {topic} never became {want}");
+}
+
+#[test]
+fn sighup_reloads_the_acl_without_disconnecting_and_keeps_it_when_broken() {
+    let dir = std::env::temp_dir().join(format!("ringmq-sighup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let acl = dir.join("acl");
+    std::fs::write(&acl, "topic readwrite x/#\n").expect("write acl");
+    let config = dir.join("ringmq.toml");
+    let toml = format!(
+        "listen = [\"127.0.0.1:0\"]\n[auth]\nallow_anonymous = true\nacl_file = {:?}\n",
+        acl.to_str().expect("utf-8 path")
+    );
+    std::fs::write(&config, toml).expect("write config");
+    let mut child = ringmq(&["--config", config.to_str().expect("utf-8")], false)
+        .spawn()
+        .expect("start ringmq");
+    let (addr, _, log) = serving_with_log(&mut child);
+    let mut sub = RawClient::connected(addr, ConnectOpts::v311("sub"));
+    sub.subscribe(&[("x/#", QoS::AtLeastOnce)]);
+    let mut publisher = RawClient::connected(addr, ConnectOpts::v311("pub"));
+    until_delivery(&mut publisher, &mut sub, "x/1", true);
+    // Anonymous clients keep `write` but lose `read`.
+    std::fs::write(&acl, "topic write x/#\n").expect("rewrite acl");
+    signal(&child, libc::SIGHUP);
+    log_line(&log, "access policy reloaded");
+    until_delivery(&mut publisher, &mut sub, "x/2", false);
+    // A broken file: the error names file:line, and the policy stays as it was.
+    std::fs::write(&acl, "topic readwrite x/#\nfrobnicate\n").expect("break acl");
+    signal(&child, libc::SIGHUP);
+    let line = log_line(&log, "reload failed");
+    assert!(line.contains("acl:2"), "{line}");
+    publisher.publish("x/3", b"probe", QoS::AtLeastOnce, false);
+    assert!(sub.drain_publishes(Duration::from_millis(500)).is_empty());
+    sub.ping();
+    assert!(terminate(child).success());
+    let _ = std::fs::remove_dir_all(&dir);
 }

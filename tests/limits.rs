@@ -15,7 +15,9 @@ use ringmq::codec::ProtocolVersion;
 /// socket stays full), or `cap` bytes went out. Returns the bytes written.
 fn flood_pings_without_reading(stream: &mut TcpStream, cap: usize) -> usize {
     stream.set_nonblocking(true).expect("non-blocking");
-    let chunk: Vec<u8> = std::iter::repeat_n([0xC0u8, 0x00], 32 * 1024).flatten().collect();
+    let chunk: Vec<u8> = std::iter::repeat_n([0xC0u8, 0x00], 32 * 1024)
+        .flatten()
+        .collect();
     let mut written = 0;
     let mut stalled_since: Option<Instant> = None;
     while written < cap {
@@ -53,7 +55,10 @@ fn a_client_that_pipelines_and_never_reads_is_paused_at_its_output_limit() {
     // 64 MiB (and buffer as much PINGRESP).
     let cap = 64 << 20;
     let written = flood_pings_without_reading(&mut stream, cap);
-    assert!(written < 32 << 20, "the broker kept reading: {written} bytes taken");
+    assert!(
+        written < 32 << 20,
+        "the broker kept reading: {written} bytes taken"
+    );
     // Everyone else is served as usual.
     witness.assert_alive();
 }

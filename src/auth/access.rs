@@ -145,7 +145,9 @@ impl Access {
 
     /// May `who` publish to `topic` (also checked for a will at CONNECT)?
     pub fn may_publish(&self, who: Subject<'_>, topic: &str) -> bool {
-        self.acl.as_ref().is_none_or(|acl| acl.may_publish(who, topic))
+        self.acl
+            .as_ref()
+            .is_none_or(|acl| acl.may_publish(who, topic))
     }
 
     /// May `who` receive a message on `topic`?

@@ -163,7 +163,9 @@ impl Acl {
                 "user" => section = Section::User(rest.into()),
                 "topic" | "pattern" => {
                     if acl.rule_count == ACL_RULES_MAX {
-                        return Err(at(format!("more than ACL_RULES_MAX ({ACL_RULES_MAX}) rules")));
+                        return Err(at(format!(
+                            "more than ACL_RULES_MAX ({ACL_RULES_MAX}) rules"
+                        )));
                     }
                     let (access, filter) = parse_rule(keyword, rest).map_err(at)?;
                     acl.add(keyword == "pattern", &section, access, filter);
@@ -315,7 +317,8 @@ impl Acl {
     fn add(&mut self, pattern: bool, section: &Section, access: Access, filter: TopicFilter) {
         self.rule_count += 1;
         if pattern {
-            self.patterns.add(access, || Pattern::parse(filter.as_str()));
+            self.patterns
+                .add(access, || Pattern::parse(filter.as_str()));
             return;
         }
         let rules = match section {
@@ -435,7 +438,9 @@ fn parse_rule(keyword: &str, rest: &str) -> Result<(Access, TopicFilter), String
     };
     let (access, filter) = match (access, after.is_empty()) {
         (Some(_), true) => {
-            return Err(format!("`{keyword} {word}` needs a topic filter after `{word}`"))
+            return Err(format!(
+                "`{keyword} {word}` needs a topic filter after `{word}`"
+            ))
         }
         (Some(access), false) => (access, after),
         // mosquitto: with one word it is the filter; with more, the first must be an access word.

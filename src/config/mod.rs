@@ -232,10 +232,15 @@ impl Config {
     /// [`MESH_RING_BYTES_MAX`] (at least [`MESH_RING_CAPACITY_MIN`]; `SHARDS_MAX` keeps that
     /// within the cap too).
     pub(crate) fn fit_mesh_rings(&mut self) {
-        let rings = self.shards.saturating_mul(self.shards.saturating_sub(1)).max(1);
+        let rings = self
+            .shards
+            .saturating_mul(self.shards.saturating_sub(1))
+            .max(1);
         let slot = std::mem::size_of::<crate::mesh::ShardMessage>();
         let fits = MESH_RING_BYTES_MAX / rings.saturating_mul(slot);
-        let fits = u32::try_from(fits).unwrap_or(u32::MAX).max(MESH_RING_CAPACITY_MIN);
+        let fits = u32::try_from(fits)
+            .unwrap_or(u32::MAX)
+            .max(MESH_RING_CAPACITY_MIN);
         self.limits.mesh_ring_capacity = self.limits.mesh_ring_capacity.min(fits);
     }
 
@@ -546,10 +551,16 @@ mod tests {
     #[test]
     fn mesh_ring_memory_is_capped() {
         let few = Config::from_toml("shards = 8\n").expect("valid");
-        assert_eq!(few.limits.mesh_ring_capacity, 4096, "few shards keep their rings");
+        assert_eq!(
+            few.limits.mesh_ring_capacity, 4096,
+            "few shards keep their rings"
+        );
         for shards in [64, SHARDS_MAX] {
             let config = Config::from_toml(&format!("shards = {shards}\n")).expect("valid");
-            assert!(config.mesh_ring_bytes() <= MESH_RING_BYTES_MAX, "{shards} shards");
+            assert!(
+                config.mesh_ring_bytes() <= MESH_RING_BYTES_MAX,
+                "{shards} shards"
+            );
             assert!(config.limits.mesh_ring_capacity < 4096);
         }
         let err = Config::from_toml("shards = 300\n").expect_err("over SHARDS_MAX");

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use super::Outbox;
 
+use crate::auth::acl::SubscribeVerdict;
+use crate::auth::Access;
 use crate::codec::{
     Ack, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
     Subscribe, UnsubAck, Unsubscribe,
 };
-use crate::auth::acl::SubscribeVerdict;
-use crate::auth::Access;
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 

@@ -37,12 +37,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
+use crate::auth::acl::{Subject, SubscribeVerdict};
+use crate::auth::Access;
 use crate::codec::{
     encode, ByteStr, ConnAck, Packet, PacketId, ProtocolVersion, QoS, ReasonCode,
     SubscriptionOptions,
 };
-use crate::auth::acl::{Subject, SubscribeVerdict};
-use crate::auth::Access;
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 

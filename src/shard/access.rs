@@ -147,9 +147,18 @@ impl Shard {
 
     /// Decides a valid CONNECT that did not ask for enhanced authentication: connect now,
     /// refuse, or check its password first.
-    pub(super) fn admit(&mut self, now: Instant, id: ConnectionId, params: ConnectParams, password: Option<Bytes>) {
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        params: ConnectParams,
+        password: Option<Bytes>,
+    ) {
         let username = params.username.clone();
-        match self.access.admit(username.as_ref().map(ByteStr::as_str), password.as_deref()) {
+        match self
+            .access
+            .admit(username.as_ref().map(ByteStr::as_str), password.as_deref())
+        {
             Admission::Accept => self.claim_session(now, id, params),
             Admission::Refuse(code, why) => self.refuse_access(now, id, params.version, code, why),
             Admission::Verify(file) => {

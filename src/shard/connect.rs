@@ -15,8 +15,8 @@ use crate::codec::{
 };
 use crate::mesh::{ConnRef, Handoff, ShardMessage};
 use crate::session::{
-    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply,
-    Session, ValidWill,
+    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply, Session,
+    ValidWill,
 };
 
 use super::log::LogKind;
@@ -136,7 +136,9 @@ impl Shard {
     /// dropped either way. Counted in `acl_denied` (by `may_publish`).
     fn publish_refused(&mut self, id: ConnectionId, key: SessionKey, reply: Option<Reply>) {
         let Some(reply) = reply else { return };
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         let version = conn_version(&conn.state);
         let packet = if version.is_v5() {
             if let Reply::PubRec(packet_id) = reply {

@@ -422,11 +422,7 @@ impl<S: Stream> Driver<S> {
                 Some(bytes) => {
                     // Taking the output may have let a client that was over its output limit
                     // be read again.
-                    if self
-                        .shard
-                        .borrow_mut()
-                        .resume_after_output(Instant::now())
-                    {
+                    if self.shard.borrow_mut().resume_after_output(Instant::now()) {
                         self.wake_released();
                         self.flush.notify_one();
                     }

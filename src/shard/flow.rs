@@ -214,9 +214,8 @@ impl Shard {
     /// does not read), or it waits for its password check or its session.
     pub fn is_throttled(&self, id: ConnectionId) -> bool {
         let out_max = self.limits.outbound_buffer_max_bytes as usize;
-        self.conn(id).is_some_and(|c| {
-            c.throttles > 0 || c.out.bytes.len() >= out_max || c.state.is_parked()
-        })
+        self.conn(id)
+            .is_some_and(|c| c.throttles > 0 || c.out.bytes.len() >= out_max || c.state.is_parked())
     }
 
     /// Decodes the input of connections that `take_output` let go of. The driver calls this

@@ -41,7 +41,6 @@ mod peer;
 mod route;
 mod shared;
 mod sys;
-pub mod verifier;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -52,6 +51,7 @@ mod tests_limits;
 mod tests_mesh;
 #[cfg(test)]
 mod tests_v5;
+pub mod verifier;
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
@@ -611,7 +611,11 @@ impl Shard {
     pub fn take_output(&mut self, id: ConnectionId) -> (Option<Bytes>, bool) {
         let acked = self.peers.acked();
         let out_max = self.limits.outbound_buffer_max_bytes as usize;
-        let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.generation == id.generation) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
+        else {
             return (None, true);
         };
         let closing = conn.state.is_closing();

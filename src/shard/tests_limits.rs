@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::codec::{Packet, Properties, QoS};
+use crate::codec::{Properties, QoS};
 use crate::config::Limits;
 
 use super::tests::{connect_packet, publish, Sim};
@@ -23,7 +23,9 @@ fn a_client_that_does_not_read_is_not_read_either() {
     let (id, _) = sim.connect("pinger", true);
     let received = sim.shard.stats().messages_received;
     // 2,000 pipelined PINGREQs (2 bytes each) in one read.
-    let pings: Vec<u8> = std::iter::repeat_n([0xC0u8, 0x00], 2000).flatten().collect();
+    let pings: Vec<u8> = std::iter::repeat_n([0xC0u8, 0x00], 2000)
+        .flatten()
+        .collect();
     sim.send_raw(id, &pings);
     let decoded = sim.shard.stats().messages_received - received;
     assert_eq!(decoded, 512, "stops at 1,024 bytes of PINGRESP");
@@ -103,7 +105,11 @@ fn reconnecting_does_not_pile_up_timers() {
         sim.shard.handle_closed(sim.now, id);
         sim.advance(Duration::from_millis(10));
     }
-    assert_eq!(sim.shard.timers.len(), 1, "only the current offline deadline");
+    assert_eq!(
+        sim.shard.timers.len(),
+        1,
+        "only the current offline deadline"
+    );
     let (id, ack) = sim.connect_v5("flappy", false, expiry, None);
     assert!(ack.session_present);
     assert!(sim.shard.timers.is_empty(), "online: no offline deadline");

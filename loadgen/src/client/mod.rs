@@ -535,7 +535,7 @@ pub(crate) fn check_suback(ack: &SubAck, packet_id: PacketId) -> Result<ReasonCo
 
 /// A stable number per client id (FNV-1a), to deal clients over `--users` users.
 fn fnv_index(client_id: &str) -> u64 {
-    client_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    client_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
