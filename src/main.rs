@@ -22,11 +22,20 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a terminal: logs piped to files or journald stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Shard threads hand log lines to a writer thread instead of writing stdout themselves, so
+    // a slow terminal or pipe never stalls routing. Past `LOG_LINES_BUFFERED_MAX` waiting
+    // lines, new ones are dropped (the per-kind limits in `shard::log` keep floods far below).
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_LINES_BUFFERED_MAX)
+        .finish(std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi)
+        .with_writer(writer)
         .init();
+    abort_on_panic();
     match ringmq::runtime::run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -34,6 +43,21 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Log lines waiting for the writer thread before new ones are dropped.
+const LOG_LINES_BUFFERED_MAX: usize = 64 * 1024;
+
+/// A panic on any thread ends the process: a shard that died would leave the others running
+/// against a dead peer (its rings filling, claims homed on it hanging), which is worse than a
+/// restart by the supervisor. The default hook has printed the panic to stderr by then.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("ringmq: a thread panicked; aborting so that a supervisor restarts the broker");
+        std::process::abort();
+    }));
 }
 
 /// `ringmq passwd`: exit 0 on success, 1 with a message on stderr otherwise.

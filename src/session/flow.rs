@@ -15,7 +15,9 @@ use crate::codec::{
 use crate::config::{Limits, ProtocolOptions};
 use crate::topic::SubscriptionFilter;
 
-use super::{write_packet, Action, Awaiting, Message, Reply, Session, Subscription, Violation};
+use super::{
+    write_packet, Action, Awaiting, Message, Reply, Rules, Session, Subscription, Violation,
+};
 
 impl Session {
     /// Handles one packet from the attached connection.
@@ -28,10 +30,13 @@ impl Session {
         packet: Packet,
         out: &mut Outbox,
         actions: &mut Vec<Action>,
-        limits: &Limits,
-        protocol: &ProtocolOptions,
-        access: &Access,
+        rules: Rules<'_>,
     ) -> Result<(), Violation> {
+        let Rules {
+            limits,
+            protocol,
+            access,
+        } = rules;
         let link = self
             .link
             .as_mut()

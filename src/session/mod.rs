@@ -118,6 +118,15 @@ pub struct SubParams {
     pub read_check: bool,
 }
 
+/// What the broker holds every client to, as [`Session::handle_packet`] needs it: its limits,
+/// its MQTT 5 options and the access policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub limits: &'a Limits,
+    pub protocol: &'a ProtocolOptions,
+    pub access: &'a Access,
+}
+
 /// A peer's protocol mistake. The shard closes the connection (5.0: DISCONNECT with `code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Violation {

@@ -15,8 +15,8 @@ use crate::codec::{
 };
 use crate::mesh::{ConnRef, Handoff, ShardMessage};
 use crate::session::{
-    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply, Session,
-    ValidWill,
+    validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply, Rules,
+    Session, ValidWill,
 };
 
 use super::log::LogKind;
@@ -85,9 +85,11 @@ impl Shard {
             packet,
             &mut conn.out,
             &mut actions,
-            &self.limits,
-            &self.protocol,
-            &self.access,
+            Rules {
+                limits: &self.limits,
+                protocol: &self.protocol,
+                access: &self.access,
+            },
         );
         self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
         self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
