@@ -42,6 +42,14 @@
 //!   (mosquitto: 200), and a file holds at most [`ACL_RULES_MAX`] rules.
 //! - [`Acl::subscribe_verdict`] may answer [`SubscribeVerdict::Denied`] where mosquitto grants
 //!   the SUBSCRIBE and then delivers nothing; see there.
+//!
+//! # Files
+//!
+//! | file | holds |
+//! |---|---|
+//! | `acl.rs` | the grammar, the compiled [`Acl`] and the order of decision |
+//! | `acl_match.rs` | filter against topic (per message, no allocation); filter against filter |
+//! | `acl_tests.rs` | the tests, and properties against a naive walk of the rules |
 
 use std::path::Path;
 
@@ -163,7 +171,9 @@ impl Acl {
                 "user" => section = Section::User(rest.into()),
                 "topic" | "pattern" => {
                     if acl.rule_count == ACL_RULES_MAX {
-                        return Err(at(format!("more than ACL_RULES_MAX ({ACL_RULES_MAX}) rules")));
+                        return Err(at(format!(
+                            "more than ACL_RULES_MAX ({ACL_RULES_MAX}) rules"
+                        )));
                     }
                     let (access, filter) = parse_rule(keyword, rest).map_err(at)?;
                     acl.add(keyword == "pattern", &section, access, filter);
@@ -315,7 +325,8 @@ impl Acl {
     fn add(&mut self, pattern: bool, section: &Section, access: Access, filter: TopicFilter) {
         self.rule_count += 1;
         if pattern {
-            self.patterns.add(access, || Pattern::parse(filter.as_str()));
+            self.patterns
+                .add(access, || Pattern::parse(filter.as_str()));
             return;
         }
         let rules = match section {
@@ -435,7 +446,9 @@ fn parse_rule(keyword: &str, rest: &str) -> Result<(Access, TopicFilter), String
     };
     let (access, filter) = match (access, after.is_empty()) {
         (Some(_), true) => {
-            return Err(format!("`{keyword} {word}` needs a topic filter after `{word}`"))
+            return Err(format!(
+                "`{keyword} {word}` needs a topic filter after `{word}`"
+            ))
         }
         (Some(access), false) => (access, after),
         // mosquitto: with one word it is the filter; with more, the first must be an access word.

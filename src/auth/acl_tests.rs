@@ -66,7 +66,8 @@ fn lines_before_the_first_user_are_for_anonymous_clients_only() {
 
 #[test]
 fn a_user_name_is_the_rest_of_the_line_and_sections_merge() {
-    let acl = acl("user john smith  \ntopic read a\nuser x\ntopic read b\nuser john smith\ntopic c\n");
+    let acl =
+        acl("user john smith  \ntopic read a\nuser x\ntopic read b\nuser john smith\ntopic c\n");
     assert!(acl.may_read(user("john smith"), "a"));
     assert!(acl.may_publish(user("john smith"), "c"));
     assert!(!acl.may_read(user("john"), "a"));
@@ -95,7 +96,10 @@ fn deny_wins_over_allow_in_the_same_section_whatever_the_order() {
         let acl = acl(text);
         assert!(!acl.may_read(ANONYMOUS, "a/secret"), "{text}");
         assert!(acl.may_read(ANONYMOUS, "a/x"), "{text}");
-        assert!(acl.may_read(ANONYMOUS, "a"), "`a/#` matches its parent: {text}");
+        assert!(
+            acl.may_read(ANONYMOUS, "a"),
+            "`a/#` matches its parent: {text}"
+        );
     }
 }
 
@@ -150,10 +154,17 @@ fn a_client_id_with_a_slash_spans_levels_as_in_mosquitto() {
 fn a_wildcard_in_client_id_or_username_matches_no_pattern() {
     let acl = acl("pattern read p/%c/#\nuser x+y\ntopic read own\n");
     assert!(acl.may_read(client(None, "c1"), "p/c1/z"));
-    for who in [client(None, "c+"), client(None, "#"), client(Some("x+y"), "c1")] {
+    for who in [
+        client(None, "c+"),
+        client(None, "#"),
+        client(Some("x+y"), "c1"),
+    ] {
         assert!(!acl.may_read(who, "p/c1/z"), "{who:?}");
         assert!(!acl.may_read(who, "p/c+/z"), "{who:?}");
-        assert_eq!(acl.subscribe_verdict(who, "p/c1/#"), SubscribeVerdict::Denied);
+        assert_eq!(
+            acl.subscribe_verdict(who, "p/c1/#"),
+            SubscribeVerdict::Denied
+        );
     }
     // The user's own section still applies: mosquitto refuses only at the pattern stage.
     assert!(acl.may_read(client(Some("x+y"), "c1"), "own"));
@@ -165,11 +176,17 @@ fn dollar_topics_need_a_rule_that_starts_with_dollar() {
     assert!(acl.may_read(ANONYMOUS, "a/b"));
     assert!(!acl.may_read(ANONYMOUS, "$SYS/broker")); // [MQTT-4.7.2-1]
     assert!(!acl.may_read(ANONYMOUS, "$SYS"));
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "$SYS/#"), SubscribeVerdict::Denied);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "$SYS/#"),
+        SubscribeVerdict::Denied
+    );
     let sys = self::acl("topic read $SYS/#\n");
     assert!(sys.may_read(ANONYMOUS, "$SYS/broker/uptime"));
     assert!(!sys.may_read(ANONYMOUS, "SYS/broker"));
-    assert_eq!(sys.subscribe_verdict(ANONYMOUS, "$SYS/+/x"), SubscribeVerdict::Allowed);
+    assert_eq!(
+        sys.subscribe_verdict(ANONYMOUS, "$SYS/+/x"),
+        SubscribeVerdict::Allowed
+    );
 }
 
 #[test]
@@ -185,19 +202,49 @@ fn something_that_is_not_a_topic_name_is_refused() {
 #[test]
 fn subscribe_verdicts_for_the_contract_examples() {
     let acl = acl("topic read a/#\ntopic deny a/secret\n");
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a/#"), SubscribeVerdict::CheckEach);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a/x"), SubscribeVerdict::Allowed);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a/secret"), SubscribeVerdict::Denied);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a/#"),
+        SubscribeVerdict::CheckEach
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a/x"),
+        SubscribeVerdict::Allowed
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a/secret"),
+        SubscribeVerdict::Denied
+    );
 
     let acl = self::acl("topic read a/#\n");
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a/+/c"), SubscribeVerdict::Allowed);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a"), SubscribeVerdict::Allowed);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "b/#"), SubscribeVerdict::Denied);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a/+/c"),
+        SubscribeVerdict::Allowed
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a"),
+        SubscribeVerdict::Allowed
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "b/#"),
+        SubscribeVerdict::Denied
+    );
     // mosquitto grants `#` and delivers what `a/#` allows.
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "#"), SubscribeVerdict::CheckEach);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "+/x"), SubscribeVerdict::CheckEach);
-    assert_eq!(acl.subscribe_verdict(user("bob"), "a/#"), SubscribeVerdict::Denied);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "a/+x"), SubscribeVerdict::Denied);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "#"),
+        SubscribeVerdict::CheckEach
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "+/x"),
+        SubscribeVerdict::CheckEach
+    );
+    assert_eq!(
+        acl.subscribe_verdict(user("bob"), "a/#"),
+        SubscribeVerdict::Denied
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "a/+x"),
+        SubscribeVerdict::Denied
+    );
     assert_eq!(
         acl.subscribe_verdict(ANONYMOUS, "$share/group/a/b"),
         SubscribeVerdict::Allowed
@@ -207,12 +254,30 @@ fn subscribe_verdicts_for_the_contract_examples() {
 #[test]
 fn subscribe_verdicts_with_write_only_and_pattern_rules() {
     let acl = acl("topic write w/#\npattern read dev/%c/#\npattern deny dev/%c/secret\n");
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "w/#"), SubscribeVerdict::Denied);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "dev/c1/+"), SubscribeVerdict::CheckEach);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "dev/c1/x/#"), SubscribeVerdict::Allowed);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "dev/c1/secret"), SubscribeVerdict::Denied);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "dev/c2/#"), SubscribeVerdict::Denied);
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "dev/+/x"), SubscribeVerdict::CheckEach);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "w/#"),
+        SubscribeVerdict::Denied
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "dev/c1/+"),
+        SubscribeVerdict::CheckEach
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "dev/c1/x/#"),
+        SubscribeVerdict::Allowed
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "dev/c1/secret"),
+        SubscribeVerdict::Denied
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "dev/c2/#"),
+        SubscribeVerdict::Denied
+    );
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "dev/+/x"),
+        SubscribeVerdict::CheckEach
+    );
 }
 
 #[test]
@@ -227,7 +292,10 @@ fn an_empty_file_denies_everything() {
     let acl = acl("# nothing here\n");
     assert_eq!(acl.rule_count(), 0);
     assert!(!acl.may_read(ANONYMOUS, "a"));
-    assert_eq!(acl.subscribe_verdict(ANONYMOUS, "#"), SubscribeVerdict::Denied);
+    assert_eq!(
+        acl.subscribe_verdict(ANONYMOUS, "#"),
+        SubscribeVerdict::Denied
+    );
 }
 
 #[test]
@@ -269,7 +337,10 @@ fn a_missing_file_is_an_error_at_line_zero() {
     let path = Path::new("/nonexistent/ringmq/acl_file");
     let e = Acl::load(path).expect_err("no such file");
     assert_eq!(e.line, 0);
-    assert!(e.to_string().starts_with("/nonexistent/ringmq/acl_file: "), "{e}");
+    assert!(
+        e.to_string().starts_with("/nonexistent/ringmq/acl_file: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -310,8 +381,11 @@ const TOPIC_LEVELS: [&str; 8] = ["a", "b", "$SYS", "c1", "u1", "xc1", "u 2", ""]
 const ACCESS: [&str; 5] = ["", "read ", "write ", "readwrite ", "deny "];
 
 fn filter_strategy(levels: &'static [&'static str]) -> impl Strategy<Value = String> {
-    (prop::collection::vec(prop::sample::select(levels), 1..4), any::<bool>()).prop_map(
-        |(mut levels, hash)| {
+    (
+        prop::collection::vec(prop::sample::select(levels), 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(mut levels, hash)| {
             if hash {
                 levels.push("#");
             }
@@ -320,8 +394,7 @@ fn filter_strategy(levels: &'static [&'static str]) -> impl Strategy<Value = Str
                 empty if empty.is_empty() => "/".to_owned(),
                 joined => joined,
             }
-        },
-    )
+        })
 }
 
 fn rule_strategy() -> impl Strategy<Value = Rule> {
@@ -330,13 +403,16 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
         prop::sample::select(&USERS[..]).prop_map(Section::User),
         Just(Section::Pattern),
     ];
-    (section, prop::sample::select(&ACCESS[..]), filter_strategy(&RULE_LEVELS)).prop_map(
-        |(section, access, filter)| Rule {
+    (
+        section,
+        prop::sample::select(&ACCESS[..]),
+        filter_strategy(&RULE_LEVELS),
+    )
+        .prop_map(|(section, access, filter)| Rule {
             section,
             access,
             filter,
-        },
-    )
+        })
 }
 
 /// The file text: anonymous rules first (they must precede any `user` line), then the rest in
@@ -384,7 +460,11 @@ fn substitute(pattern: &str, who: Subject<'_>) -> String {
 
 /// mosquitto's list walk: deny rules first, then the rest in file order; the first matching
 /// deny refuses, the first matching rule granting `write`/`read` allows.
-fn walk<'r>(rules: impl Iterator<Item = (&'r str, String)>, topic: &TopicName, write: bool) -> Option<bool> {
+fn walk<'r>(
+    rules: impl Iterator<Item = (&'r str, String)>,
+    topic: &TopicName,
+    write: bool,
+) -> Option<bool> {
     let (deny, other): (Vec<_>, Vec<_>) = rules.partition(|(access, _)| *access == "deny ");
     for (access, filter) in deny.into_iter().chain(other) {
         let filter = TopicFilter::try_from(filter.as_str()).expect("valid after substitution");
@@ -410,7 +490,10 @@ fn reference(rules: &[Rule], who: Subject<'_>, topic: &str, write: bool) -> bool
     };
     let own = match who.username {
         None => Section::Anonymous,
-        Some(name) => USERS.into_iter().find(|u| *u == name).map_or(Section::Pattern, Section::User),
+        Some(name) => USERS
+            .into_iter()
+            .find(|u| *u == name)
+            .map_or(Section::Pattern, Section::User),
     };
     let own_rules = rules
         .iter()
@@ -419,7 +502,10 @@ fn reference(rules: &[Rule], who: Subject<'_>, topic: &str, write: bool) -> bool
     if let Some(decided) = walk(own_rules, &topic, write) {
         return decided;
     }
-    let patterns: Vec<&Rule> = rules.iter().filter(|r| r.section == Section::Pattern).collect();
+    let patterns: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| r.section == Section::Pattern)
+        .collect();
     let dangerous = |s: &str| s.contains('+') || s.contains('#');
     if patterns.is_empty() || who.username.is_some_and(dangerous) || dangerous(who.client_id) {
         return false;
