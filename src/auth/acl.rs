@@ -42,6 +42,14 @@
 //!   (mosquitto: 200), and a file holds at most [`ACL_RULES_MAX`] rules.
 //! - [`Acl::subscribe_verdict`] may answer [`SubscribeVerdict::Denied`] where mosquitto grants
 //!   the SUBSCRIBE and then delivers nothing; see there.
+//!
+//! # Files
+//!
+//! | file | holds |
+//! |---|---|
+//! | `acl.rs` | the grammar, the compiled [`Acl`] and the order of decision |
+//! | `acl_match.rs` | filter against topic (per message, no allocation); filter against filter |
+//! | `acl_tests.rs` | the tests, and properties against a naive walk of the rules |
 
 use std::path::Path;
 
