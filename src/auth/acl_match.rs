@@ -31,6 +31,10 @@ pub(super) fn is_topic_name(topic: &str) -> bool {
 /// Whether the filter spelled by `filter` (one byte at a time, possibly from several pieces)
 /// matches `topic`, a valid topic name. `Clone` lets the matcher look ahead for `/#` without
 /// buffering.
+///
+/// Byte at a time on purpose: most rules fail on their first bytes, and a variant comparing
+/// each literal run as one slice (after finding where the run ends) measured 1.2 to 2.3 times
+/// slower in `benches/acl.rs`.
 pub(super) fn matches<I>(mut filter: I, topic: &[u8]) -> bool
 where
     I: Iterator<Item = u8> + Clone,
