@@ -48,8 +48,8 @@
 //! | file | holds |
 //! |---|---|
 //! | `acl.rs` | the grammar, the compiled [`Acl`] and the order of decision |
-//! | `acl_match.rs` | filter against topic (per message, no allocation); filter against filter |
-//! | `acl_tests.rs` | the tests, and properties against a naive walk of the rules |
+//! | `acl/matching.rs` | filter against topic (per message, no allocation); filter against filter |
+//! | `acl/tests.rs` | the tests, and properties against a naive walk of the rules |
 
 use std::path::Path;
 
@@ -59,10 +59,8 @@ use super::FileError;
 use crate::codec::ByteStr;
 use crate::topic::{SubscriptionFilter, TopicFilter};
 
-#[path = "acl_match.rs"]
 mod matching;
 #[cfg(test)]
-#[path = "acl_tests.rs"]
 mod tests;
 
 /// The most rules (`topic` and `pattern` lines) one file may hold. Bounds the memory a load

@@ -1,13 +1,16 @@
-//! MQTT 5 enhanced authentication [MQTT-4.12], sans-IO: the methods a client may name in
-//! CONNECT's Authentication Method, and the conversations they hold through AUTH packets.
+//! Access control, sans-IO: who may connect and what they may do ([`Access`], built from
+//! mosquitto's password and ACL files), and MQTT 5 enhanced authentication [MQTT-4.12]: the
+//! methods a client may name in CONNECT's Authentication Method, and the conversations they
+//! hold through AUTH packets.
 //!
 //! Owns: the [`AuthMethod`] / [`AuthConversation`] traits, the [`Authenticator`] registry built
 //! from the config's user table, and SCRAM-SHA-256 (RFC 5802 + RFC 7677), server side
 //! ([`ScramSha256`]) and client side ([`ScramClient`], for tests and the load generator).
 //! Does not own: packets, reason-code placement, timeouts or sessions. The caller (the shard)
 //! decodes CONNECT/AUTH, feeds the Authentication Data here and turns each [`AuthStep`] into
-//! an AUTH, a CONNACK or a close. Imports only `codec`; no I/O and no clock, so every path is
-//! testable without a socket.
+//! an AUTH, a CONNACK or a close. Imports only `codec` and `topic`; no I/O and no clock, so
+//! every path is testable without a socket. (The password checks themselves run on the
+//! shard's verifier threads, `shard/verifier.rs`.)
 //!
 //! Driven like this:
 //!
@@ -28,6 +31,10 @@
 //! | file | holds |
 //! |---|---|
 //! | `mod.rs` | the traits, [`AuthStep`], [`Authenticator`], [`AuthConfigError`] |
+//! | `access.rs` | [`Access`]: one generation of the policy: anonymous clients, password file, ACL, `$SYS` |
+//! | `passwd.rs`, `passwd/` | mosquitto's password file (`$7$`, `$6$`, `$argon2id$`) and `ringmq passwd` |
+//! | `acl.rs`, `acl/` | mosquitto's ACL file, compiled per user for per-message checks |
+//! | `file.rs` | [`FileError`]: `file:line: what is wrong` |
 //! | `scram.rs` | the SCRAM-SHA-256 server: user store, verifier format, the conversation |
 //! | `scram_client.rs` | [`ScramClient`], a real client for tests and loadgen |
 //! | `scram_wire.rs` | the key schedule, base64, saslname escaping, attribute grammar |
