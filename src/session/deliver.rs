@@ -116,6 +116,7 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return 0;
         };
+        let mut too_large = Vec::new();
         for entry in self.inflight.iter() {
             match entry.state {
                 Awaiting::PubComp => {
@@ -126,12 +127,22 @@ impl Session {
                     );
                 }
                 _ => {
-                    // A resend that no longer fits the client's limit is dropped like the
-                    // first send would have been; its ack never comes, so it stays in the
-                    // window until the session ends.
-                    write_publish(link, now, &entry.envelope, Some(entry.packet_id), true, out);
+                    let written =
+                        write_publish(link, now, &entry.envelope, Some(entry.packet_id), true, out);
+                    if matches!(written, Written::TooLarge) {
+                        too_large.push(entry.packet_id);
+                    }
                 }
             }
+        }
+        if !too_large.is_empty() {
+            // The client came back with a smaller Maximum Packet Size: a resend that no longer
+            // fits is dropped as the first send would have been [MQTT-3.1.2-25]. Its ack can
+            // never come, so it leaves the window (counted) instead of holding a slot until
+            // the session ends; enough of them would wedge the session.
+            self.inflight.retain(|o| !too_large.contains(&o.packet_id));
+            let dropped = u16::try_from(too_large.len()).unwrap_or(u16::MAX);
+            out.dropped = out.dropped.saturating_add(dropped);
         }
         self.inflight.len()
     }

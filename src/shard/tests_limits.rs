@@ -131,3 +131,37 @@ fn each_shard_holds_its_share_of_connections_max() {
     assert!(shard.accept(now, peer).is_none(), "a third of 3 is 1");
     assert_eq!(shard.stats().connections_refused, 1);
 }
+
+/// A client that comes back with a smaller Maximum Packet Size: an unacknowledged message
+/// that no longer fits is dropped (counted) and frees its window slot.
+#[test]
+fn a_resend_too_large_for_the_client_frees_its_slot() {
+    let limits = Limits {
+        inflight_max: 1,
+        ..Limits::default()
+    };
+    let mut sim = Sim::new(limits);
+    let props = |max: Option<u32>| {
+        Properties::from(crate::codec::PropertyValues {
+            session_expiry_interval_s: Some(600),
+            maximum_packet_size: max,
+            ..Default::default()
+        })
+    };
+    let (sub, _) = sim.connect_v5("small", false, props(None), None);
+    sim.send(sub, &super::tests::subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    sim.recv(sub);
+    let (publisher, _) = sim.connect("pub", true);
+    let big = "x".repeat(500);
+    sim.send(publisher, &publish("t", &big, QoS::AtLeastOnce, false, Some(1)));
+    assert_eq!(super::tests::publishes(&sim.recv(sub).0).len(), 1, "sent, never acked");
+    sim.shard.handle_closed(sim.now, sub);
+    let (sub, _) = sim.connect_v5("small", false, props(Some(200)), None);
+    let dropped = sim.shard.stats().publish_dropped;
+    assert_eq!(dropped, 1, "the resend does not fit 200 bytes");
+    sim.send(publisher, &publish("t", "small", QoS::AtLeastOnce, false, Some(2)));
+    let (packets, _) = sim.recv(sub);
+    let got = super::tests::publishes(&packets);
+    assert_eq!(got.len(), 1, "the window slot is free again");
+    assert_eq!(&got[0].payload[..], b"small");
+}
