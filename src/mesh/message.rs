@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::codec::ByteStr;
 use crate::session::{Message, Session, SubParams};
-use crate::topic::TopicFilter;
+use crate::topic::{RetainStamp, TopicFilter};
 
 use super::ShardId;
 
@@ -60,6 +60,8 @@ pub enum ShardMessage {
         message: Arc<Message>,
         deliver: bool,
         origin: Option<u64>,
+        /// For a retained message: its place in the topic's order of updates.
+        stamp: RetainStamp,
     },
     /// Stop reading from this connection of the receiver's: it publishes into a congested
     /// session on the sender.

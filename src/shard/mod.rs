@@ -38,6 +38,7 @@ pub mod driver;
 mod flow;
 mod log;
 mod peer;
+mod retain;
 mod route;
 mod shared;
 mod sys;
@@ -68,7 +69,7 @@ use crate::mesh::{Endpoint, ShardId, ShardMessage, StatsSnapshot};
 use crate::session::{
     Action, ClientIdGenerator, ConnectParams, Message, Outbox, Session, SubParams,
 };
-use crate::topic::{RetainedStore, SubscriptionTrie, TopicFilter};
+use crate::topic::{RetainStamp, RetainedStore, SubscriptionTrie, TopicFilter};
 
 pub use crate::metrics::Stats;
 pub use access::{Verified, VerifyRequest};
@@ -242,7 +243,12 @@ pub struct Shard {
     /// Offline sessions' deadlines (session expiry, delayed wills), earliest first. An entry
     /// may be stale (the client came back); the session's own deadlines are the truth.
     timers: BTreeSet<(Instant, SessionKey)>,
-    retained: RetainedStore<std::sync::Arc<Message>>,
+    /// Every retained message, with its place in its topic's order of updates (`retain.rs`).
+    retained: RetainedStore<(RetainStamp, std::sync::Arc<Message>)>,
+    /// Recent deletes of retained topics, so that an older update arriving late is ignored.
+    tombstones: retain::Tombstones,
+    /// This shard's Lamport clock for retained updates.
+    retain_clock: u64,
     ids: ClientIdGenerator,
     stats: Stats,
     /// Connections with output or a close pending, in the order they became dirty.
@@ -300,6 +306,8 @@ impl Shard {
             shared: shared::SharedGroups::default(),
             timers: BTreeSet::new(),
             retained: RetainedStore::new(),
+            tombstones: Default::default(),
+            retain_clock: 0,
             ids: ClientIdGenerator::new(),
             stats: Stats::default(),
             dirty: Vec::new(),

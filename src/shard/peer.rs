@@ -216,7 +216,8 @@ impl Shard {
                 message,
                 deliver,
                 origin,
-            } => self.on_remote_publish(now, from, message, deliver, origin),
+                stamp,
+            } => self.on_remote_publish(now, from, message, deliver, origin, stamp),
             ShardMessage::Throttle { conn } => self.apply_throttle(from, conn),
             ShardMessage::Release => self.release_from(from),
             ShardMessage::Interest { filter, add, seq } => {

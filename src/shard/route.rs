@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::codec::RetainHandling;
 use crate::mesh::{MemberChange, ShardId, ShardMessage};
 use crate::session::{Delivery, Envelope, Message, SubParams, Tag};
-use crate::topic::{SubscriptionFilter, TopicFilter};
+use crate::topic::{RetainStamp, SubscriptionFilter, TopicFilter};
 
 use super::shared::filter_name;
 
@@ -35,9 +35,14 @@ impl Shard {
         let origin = from
             .and_then(|key| self.sessions[key.0 as usize].conn)
             .map(|c| c.to_u64());
-        let remote = self.forward(&message, origin);
+        let stamp = if message.retain {
+            self.next_retain_stamp()
+        } else {
+            RetainStamp::default()
+        };
+        let remote = self.forward(&message, origin, stamp);
         self.flow.set_origin(origin.map(|conn| (self.id, conn)));
-        let local = self.route_local(now, &message, true, from);
+        let local = self.route_local(now, &message, true, from, stamp);
         let shared = self.route_shared(now, from, &message, origin);
         self.flow.set_origin(None);
         remote || local || shared
@@ -52,9 +57,10 @@ impl Shard {
         message: Arc<Message>,
         deliver: bool,
         origin: Option<u64>,
+        stamp: RetainStamp,
     ) {
         self.flow.set_origin(origin.map(|conn| (from, conn)));
-        self.route_local(now, &message, deliver, None);
+        self.route_local(now, &message, deliver, None, stamp);
         self.flow.set_origin(None);
     }
 
@@ -62,7 +68,7 @@ impl Shard {
     /// retained. Under mesh backpressure QoS 0 is dropped (counted); QoS 1/2 always queue and
     /// the driver stops reading until the backlog drains. Returns whether a peer has matching
     /// subscribers.
-    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>) -> bool {
+    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>, stamp: RetainStamp) -> bool {
         if self.peers.shard_count() == 1 {
             return false;
         }
@@ -89,6 +95,7 @@ impl Shard {
                     message: message.clone(),
                     deliver,
                     origin,
+                    stamp,
                 },
             );
         }
@@ -106,9 +113,10 @@ impl Shard {
         message: &Arc<Message>,
         deliver: bool,
         from: Option<super::SessionKey>,
+        stamp: RetainStamp,
     ) -> bool {
         if message.retain {
-            self.store_retained(now, message);
+            self.store_retained(now, message, stamp);
         }
         if !deliver {
             return false;
@@ -171,31 +179,6 @@ impl Shard {
         }
     }
 
-    /// [MQTT-3.3.1-5]: store (or replace) the retained message for the topic; the broker's own
-    /// `$SYS` topics do not count against `retained_messages_max` (clients cannot write them);
-    /// [MQTT-3.3.1-10]/[MQTT-3.3.1-11]: an empty payload deletes it and is not stored.
-    fn store_retained(&mut self, now: Instant, message: &Arc<Message>) {
-        let topic = message.topic.as_str();
-        if message.payload.is_empty() {
-            self.retained.remove(topic);
-        } else if self.retained.get(topic).is_some()
-            || is_broker_topic(message.topic.as_str())
-            || self.retained.len() < self.limits.retained_messages_max as usize
-        {
-            self.retained.insert(message.topic.clone(), message.clone());
-        } else {
-            self.stats.retained_dropped += 1;
-            if let Some(suppressed) = self.log.allow(super::log::LogKind::RetainedDropped, now) {
-                tracing::warn!(
-                    topic,
-                    limit = self.limits.retained_messages_max,
-                    suppressed,
-                    "retained_messages_max reached; retained message not stored"
-                );
-            }
-        }
-    }
-
     /// Adds a subscription and sends the matching retained messages [MQTT-3.3.1-6] with the
     /// retain flag set [MQTT-3.3.1-8], as its Retain Handling says [MQTT-3.3.1-9..11]. A shared
     /// subscription gets no retained messages (MQTT 5.0 section 4.8.2): it is a work queue.
@@ -223,7 +206,9 @@ impl Shard {
         }
         let mut retained = Vec::new();
         self.retained
-            .for_each_match(filter.filter(), |_, message| retained.push(message.clone()));
+            .for_each_match(filter.filter(), |_, (_, message)| {
+                retained.push(message.clone())
+            });
         for message in retained {
             // A retained message needs `read` like any other.
             if params.read_check && !self.may_read(key, message.topic.as_str()) {
@@ -324,6 +309,6 @@ fn sub_id_tag(id: u32) -> Option<Box<Tag>> {
 }
 
 /// `$SYS/...`: the broker's own namespace, written only by the broker.
-fn is_broker_topic(topic: &str) -> bool {
+pub(super) fn is_broker_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
 }

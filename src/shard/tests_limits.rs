@@ -153,13 +153,23 @@ fn a_resend_too_large_for_the_client_frees_its_slot() {
     sim.recv(sub);
     let (publisher, _) = sim.connect("pub", true);
     let big = "x".repeat(500);
-    sim.send(publisher, &publish("t", &big, QoS::AtLeastOnce, false, Some(1)));
-    assert_eq!(super::tests::publishes(&sim.recv(sub).0).len(), 1, "sent, never acked");
+    sim.send(
+        publisher,
+        &publish("t", &big, QoS::AtLeastOnce, false, Some(1)),
+    );
+    assert_eq!(
+        super::tests::publishes(&sim.recv(sub).0).len(),
+        1,
+        "sent, never acked"
+    );
     sim.shard.handle_closed(sim.now, sub);
     let (sub, _) = sim.connect_v5("small", false, props(Some(200)), None);
     let dropped = sim.shard.stats().publish_dropped;
     assert_eq!(dropped, 1, "the resend does not fit 200 bytes");
-    sim.send(publisher, &publish("t", "small", QoS::AtLeastOnce, false, Some(2)));
+    sim.send(
+        publisher,
+        &publish("t", "small", QoS::AtLeastOnce, false, Some(2)),
+    );
     let (packets, _) = sim.recv(sub);
     let got = super::tests::publishes(&packets);
     assert_eq!(got.len(), 1, "the window slot is free again");

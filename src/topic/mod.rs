@@ -40,7 +40,7 @@ mod wildcard;
 pub use error::TopicError;
 pub use filter::{FilterLevel, FilterLevels, TopicFilter};
 pub use name::{Levels, TopicName};
-pub use retained::RetainedStore;
+pub use retained::{RetainStamp, RetainedStore};
 pub use shared::SubscriptionFilter;
 pub use trie::SubscriptionTrie;
 

@@ -12,6 +12,16 @@ use ahash::AHashMap;
 
 use super::{FilterLevel, FilterLevels, Levels, TopicFilter, TopicName};
 
+/// The order of retained updates, the same on every shard: a Lamport clock, then the shard
+/// that stamped the update to break ties. Two shards storing the same topic at the same moment
+/// each apply both updates, in whatever order their rings deliver them; comparing stamps makes
+/// every copy of the store keep the same one, the later in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RetainStamp {
+    pub clock: u64,
+    pub shard: u16,
+}
+
 /// Topic -> retained message `V` (the shard's stored PUBLISH). Holds at most one per topic:
 /// a new retained message replaces the old one ([MQTT-3.3.1-5] in 5.0).
 pub struct RetainedStore<V> {
