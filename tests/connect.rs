@@ -254,3 +254,46 @@ fn rumqttc_v5_connects_with_session_present_0() {
         }
     }
 }
+
+/// Sends `wire` as the first packet and returns the CONNACK code (asserting it is SUCCESS).
+fn accepted_raw(wire: &[u8], version: ProtocolVersion) {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::open(broker.addr, version);
+    client.send_raw(wire);
+    match client.recv() {
+        Packet::ConnAck(connack) => assert_eq!(connack.code, ReasonCode::SUCCESS, "{connack:?}"),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Index of the Connect Flags byte in a short CONNECT: fixed header (2), protocol name.
+const V31_FLAGS_AT: usize = 2 + 2 + 6 + 1;
+const V311_FLAGS_AT: usize = 2 + 2 + 4 + 1;
+
+#[test]
+fn mqtt_3_1_connect_with_the_reserved_flag_or_fixed_header_flags_is_accepted() {
+    // 3.1 (MQIsdp) defines neither the reserved Connect Flags bit nor CONNECT's fixed-header
+    // flags; legacy clients set them and mosquitto accepts them.
+    let mut wire = ConnectOpts::v31("legacy-31").to_wire();
+    wire[V31_FLAGS_AT] |= 0x01;
+    accepted_raw(&wire, ProtocolVersion::V3_1);
+    let mut wire = ConnectOpts::v31("legacy-31").to_wire();
+    wire[0] |= 0x0F;
+    accepted_raw(&wire, ProtocolVersion::V3_1);
+}
+
+#[test]
+fn mqtt_3_1_1_connect_with_the_reserved_flag_or_fixed_header_flags_is_closed() {
+    let broker = start_broker(|_| {});
+    // [MQTT-3.1.2-3] and [MQTT-2.2.2-2], then [MQTT-3.1.4-1]: closed without CONNACK.
+    let mut wire = ConnectOpts::v311("strict-311").to_wire();
+    wire[V311_FLAGS_AT] |= 0x01;
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send_raw(&wire);
+    assert_eq!(client.expect_refused(), None);
+    let mut wire = ConnectOpts::v311("strict-311").to_wire();
+    wire[0] |= 0x02;
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send_raw(&wire);
+    assert_eq!(client.expect_refused(), None);
+}

@@ -101,7 +101,6 @@ fn invalid_fixed_header_flags() {
         (0x60, 6, 0),
         (0x80, 8, 0),
         (0xA0, 10, 0),
-        (0x12, 1, 2),
         (0xF2, 15, 2),
     ];
     for (first, packet_type, flags) in bad {
@@ -217,6 +216,37 @@ fn connect_reserved_flag() {
         err(V5, 0x10, &connect_v5(0x01, &[0x00])),
         DecodeError::ConnectReservedFlag
     );
+    // 3.1 did not define the bit: legacy clients that set it still connect.
+    let body = b"\x00\x06MQIsdp\x03\x03\x00\x3C\x00\x01c";
+    assert!(matches!(
+        decode_one(&frame(0x10, body), V31),
+        Ok(Packet::Connect(_))
+    ));
+}
+
+#[test]
+fn connect_fixed_header_flags() {
+    // [MQTT-2.2.2-2] reserved (0000) in 3.1.1 and 5.0; only the body's level tells, so
+    // `check` lets them through and `decode` refuses them.
+    assert!(matches!(
+        check(&[0x12, 0x00], u32::MAX),
+        Ok(Frame::Complete { .. })
+    ));
+    let expected = DecodeError::InvalidFlags {
+        packet_type: 1,
+        flags: 2,
+    };
+    assert_eq!(
+        err(V311, 0x12, b"\x00\x04MQTT\x04\x02\x00\x3C\x00\x01c"),
+        expected
+    );
+    assert_eq!(err(V5, 0x12, &connect_v5(0x02, &[0x00])), expected);
+    // 3.1 did not define them.
+    let body = b"\x00\x06MQIsdp\x03\x02\x00\x3C\x00\x01c";
+    assert!(matches!(
+        decode_one(&frame(0x1F, body), V31),
+        Ok(Packet::Connect(_))
+    ));
 }
 
 #[test]
