@@ -297,3 +297,18 @@ fn mqtt_3_1_1_connect_with_the_reserved_flag_or_fixed_header_flags_is_closed() {
     client.send_raw(&wire);
     assert_eq!(client.expect_refused(), None);
 }
+
+#[test]
+fn mqtt_3_1_1_malformed_connect_is_closed_without_connack() {
+    let broker = start_broker(|_| {});
+    // Will QoS without the will flag [MQTT-3.1.2-13], and the will flag with no will topic.
+    for bits in [0x08, 0x04] {
+        let mut wire = ConnectOpts::v311("malformed-311").to_wire();
+        wire[V311_FLAGS_AT] |= bits;
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+        client.send_raw(&wire);
+        // [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK; 3.1.1
+        // has return codes only for the level (0x01) and the client id (0x02).
+        assert_eq!(client.expect_refused(), None, "flags {bits:#04X}");
+    }
+}

@@ -148,7 +148,10 @@ pub fn decode(
     let mut r = Reader::new(body);
     let packet = parse(first_byte, &mut r, version)?;
     // Every parser stops after its last field; what is left is not part of any field.
-    r.finish()?;
+    r.finish().map_err(|error| match &packet {
+        Packet::Connect(connect) => DecodeError::in_connect(connect.protocol, error),
+        _ => error,
+    })?;
     Ok(Decoded::Packet(packet))
 }
 

@@ -54,9 +54,21 @@ impl ConnectFlags {
     }
 }
 
-/// Decodes a CONNECT body; `fixed_flags` are the low four bits of its first byte.
+/// Decodes a CONNECT body; `fixed_flags` are the low four bits of its first byte. Once the
+/// level is known every error carries it ([`DecodeError::InConnect`]): it decides whether the
+/// refusal is a CONNACK (5.0) or a bare close (3.x).
 pub(crate) fn decode_connect(r: &mut Reader, fixed_flags: u8) -> Result<Connect, DecodeError> {
     let protocol = protocol_version(r)?;
+    decode_at_level(r, fixed_flags, protocol)
+        .map_err(|error| DecodeError::in_connect(protocol, error))
+}
+
+/// Everything after the Protocol Level, parsed at that level.
+fn decode_at_level(
+    r: &mut Reader,
+    fixed_flags: u8,
+    protocol: ProtocolVersion,
+) -> Result<Connect, DecodeError> {
     if fixed_flags != 0 && protocol != ProtocolVersion::V3_1 {
         // [MQTT-2.2.2-2] CONNECT's fixed-header flags are reserved (0000) in 3.1.1 and 5.0;
         // 3.1 did not define them, so legacy clients' stray bits are let through.

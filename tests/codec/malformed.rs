@@ -20,8 +20,12 @@ fn frame(first_byte: u8, body: &[u8]) -> Vec<u8> {
     wire
 }
 
+/// The error, without the CONNECT context (`connect_errors_carry_the_level` checks that).
 fn err(v: ProtocolVersion, first_byte: u8, body: &[u8]) -> DecodeError {
-    decode_one(&frame(first_byte, body), v).expect_err("malformed input must not decode")
+    decode_one(&frame(first_byte, body), v)
+        .expect_err("malformed input must not decode")
+        .root()
+        .clone()
 }
 
 /// A v5 CONNECT body for client id "c", with `flags` and the given property block.
@@ -222,6 +226,43 @@ fn connect_reserved_flag() {
         decode_one(&frame(0x10, body), V31),
         Ok(Packet::Connect(_))
     ));
+}
+
+#[test]
+fn connect_errors_carry_the_level() {
+    // After the Protocol Level every CONNECT error says the level, so the server can answer
+    // a 5.0 client with a CONNACK reason code and close a 3.x client [MQTT-3.1.4-1].
+    let cases: [(&[u8], ProtocolVersion, DecodeError); 4] = [
+        (
+            b"\x00\x04MQTT\x04\x03\x00\x3C\x00\x01c",
+            V311,
+            DecodeError::ConnectReservedFlag,
+        ),
+        (
+            b"\x00\x04MQTT\x05\x02\x00\x3C\x03\x23\x00\x01\x00\x01c",
+            V5,
+            DecodeError::PropertyNotAllowed(0x23),
+        ),
+        (
+            b"\x00\x06MQIsdp\x03\x06\x00\x3C\x00\x01c",
+            V31,
+            DecodeError::Truncated,
+        ),
+        (
+            b"\x00\x04MQTT\x05\x02\x00\x3C\x00\x00\x01cX",
+            V5,
+            DecodeError::TrailingBytes(1),
+        ),
+    ];
+    for (body, protocol, root) in cases {
+        let e = decode_one(&frame(0x10, body), V311).expect_err("malformed");
+        assert_eq!(e.connect_protocol(), Some(protocol), "{e}");
+        assert_eq!(e.root(), &root);
+        assert_eq!(e.reason_code(), root.reason_code());
+    }
+    // Before the level there is none to carry.
+    let e = decode_one(&frame(0x10, b"\x00\x04MQTX\x04\x02\x00\x3C\x00\x01c"), V311);
+    assert_eq!(e.expect_err("malformed").connect_protocol(), None);
 }
 
 #[test]
@@ -586,6 +627,15 @@ fn reason_codes_for_session_answers() {
     assert_eq!(
         DecodeError::DuplicateProperty(1).reason_code(),
         ReasonCode::PROTOCOL_ERROR
+    );
+    // 2.2.2.2: an identifier not valid for its packet type is a Malformed Packet.
+    assert_eq!(
+        DecodeError::PropertyNotAllowed(0x23).reason_code(),
+        ReasonCode::MALFORMED_PACKET
+    );
+    assert_eq!(
+        DecodeError::UnknownProperty(0x04).reason_code(),
+        ReasonCode::MALFORMED_PACKET
     );
 }
 
