@@ -315,3 +315,18 @@ fn raw_publisher_reaches_a_rumqttc_subscriber() {
         );
     }
 }
+
+#[test]
+fn unsubscribe_with_an_empty_topic_filter_is_closed() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v311("unsub-empty"));
+    client.subscribe(&[("a", QoS::AtMostOnce)]);
+    client.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: PacketId::new(7).expect("non-zero"),
+        properties: Properties::default(),
+        filters: vec![ByteStr::from("a"), ByteStr::from("")],
+    }));
+    // [MQTT-4.7.3-1]: topic filters are at least one character long; 3.1.1 has no UNSUBACK
+    // code to refuse one, so the connection is closed [MQTT-4.8.0-1].
+    assert_eq!(client.expect_closed(common::CLOSE_TIMEOUT), None);
+}

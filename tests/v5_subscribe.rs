@@ -13,7 +13,8 @@ use common::{
     ConnectOpts, RawClient, CLOSE_TIMEOUT,
 };
 use ringmq::codec::{
-    Packet, Properties, Publish, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    ByteStr, Packet, Properties, Publish, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    Unsubscribe,
 };
 
 fn options(qos: QoS) -> SubscriptionOptions {
@@ -410,4 +411,19 @@ fn rumqttc_v5_no_local_and_subscription_identifier() {
     assert_eq!(&got.payload[..], b"theirs");
     let ids = got.properties.map(|p| p.subscription_identifiers);
     assert_eq!(ids, Some(vec![5]));
+}
+
+#[test]
+fn unsubscribe_with_an_empty_topic_filter_gets_disconnect_0x82() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v5("unsub-empty"));
+    client.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: common::packet_id(7),
+        properties: Properties::default(),
+        filters: vec![ByteStr::from("")],
+    }));
+    // [MQTT-4.7.3-1]: a filter is at least one character. The UNSUBSCRIBE parses, so this is
+    // a Protocol Error, not a Malformed Packet (4.13); 0x8F in UNSUBACK is for filters that
+    // are "correctly formed" but refused.
+    client.expect_disconnect(ReasonCode::PROTOCOL_ERROR);
 }

@@ -47,20 +47,17 @@ impl Session {
                 self.handle_publish(now, version, publish, out, actions, protocol)
             }
             Packet::PubAck(ack) => {
-                self.complete_outbound(ack, Awaiting::PubAck);
+                self.complete_outbound(ack, Awaiting::PubAck)?;
                 self.pump_queue(now, out, limits);
                 Ok(())
             }
-            Packet::PubRec(ack) => {
-                self.handle_pubrec(version, ack, out);
-                Ok(())
-            }
+            Packet::PubRec(ack) => self.handle_pubrec(version, ack, out),
             Packet::PubRel(ack) => {
                 self.handle_pubrel(version, ack, out);
                 Ok(())
             }
             Packet::PubComp(ack) => {
-                self.complete_outbound(ack, Awaiting::PubComp);
+                self.complete_outbound(ack, Awaiting::PubComp)?;
                 self.pump_queue(now, out, limits);
                 Ok(())
             }
@@ -68,8 +65,7 @@ impl Session {
                 self.handle_subscribe(version, subscribe, out, actions, limits, protocol)
             }
             Packet::Unsubscribe(unsubscribe) => {
-                self.handle_unsubscribe(version, unsubscribe, out, actions);
-                Ok(())
+                self.handle_unsubscribe(version, unsubscribe, out, actions)
             }
             Packet::PingReq => {
                 write_packet(out, version, &Packet::PingResp);
@@ -195,7 +191,12 @@ impl Session {
         Ok(())
     }
 
-    fn handle_pubrec(&mut self, version: ProtocolVersion, ack: Ack, out: &mut Outbox) {
+    fn handle_pubrec(
+        &mut self,
+        version: ProtocolVersion,
+        ack: Ack,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         let mut rel = Ack::new(ack.packet_id);
         let found = self
             .inflight
@@ -206,15 +207,19 @@ impl Session {
                 if ack.code.is_error() {
                     // 5.0: an error PUBREC ends the flow; no PUBREL follows [MQTT-4.3.3-4].
                     self.inflight.retain(|o| o.packet_id != ack.packet_id);
-                    return;
+                    return Ok(());
                 }
                 entry.state = Awaiting::PubComp;
             }
             Some(entry) if entry.state == Awaiting::PubComp => {}
-            _ => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            // A QoS 1 message is answered by PUBACK alone [MQTT-4.3.2]: no duplicate or
+            // race makes it PUBREC.
+            Some(_) => return Err(violation("PUBREC for a QoS 1 message")),
+            None => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
         // [MQTT-4.3.3-3]: answer PUBREC with PUBREL carrying the same id.
         write_packet(out, version, &Packet::PubRel(rel));
+        Ok(())
     }
 
     fn handle_pubrel(&mut self, version: ProtocolVersion, ack: Ack, out: &mut Outbox) {
@@ -226,16 +231,30 @@ impl Session {
         write_packet(out, version, &Packet::PubComp(comp));
     }
 
-    /// Removes an acknowledged message from the window. An ack for an unknown id, or one in the
-    /// wrong state, is ignored: it is most likely a late duplicate.
-    fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) {
-        let found = self
+    /// Removes an acknowledged message from the window. An ack for an id not in flight is
+    /// ignored: it is most likely a late duplicate. So is PUBCOMP before PUBREC, the right
+    /// flow out of order. The other QoS's ack for an id in flight is a protocol violation: a
+    /// QoS 1 message is answered by PUBACK [MQTT-4.3.2], a QoS 2 one by PUBREC and PUBCOMP
+    /// [MQTT-4.3.3], and no duplicate or race mixes them up.
+    fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) -> Result<(), Violation> {
+        let Some((index, state)) = self
             .inflight
             .iter()
-            .position(|o| o.packet_id == ack.packet_id && o.state == expected);
-        if let Some(index) = found {
+            .enumerate()
+            .find(|(_, o)| o.packet_id == ack.packet_id)
+            .map(|(index, o)| (index, o.state))
+        else {
+            return Ok(());
+        };
+        if state == expected {
             self.inflight.remove(index);
+        } else if (state == Awaiting::PubAck) != (expected == Awaiting::PubAck) {
+            return Err(violation(match expected {
+                Awaiting::PubAck => "PUBACK for a QoS 2 message",
+                _ => "PUBCOMP for a QoS 1 message",
+            }));
         }
+        Ok(())
     }
 
     fn handle_subscribe(
@@ -317,7 +336,13 @@ impl Session {
         unsubscribe: Unsubscribe,
         out: &mut Outbox,
         actions: &mut Vec<Action>,
-    ) {
+    ) -> Result<(), Violation> {
+        if unsubscribe.filters.iter().any(|raw| raw.is_empty()) {
+            // [MQTT-4.7.3-1]: a filter is at least one character. Checked before anything is
+            // removed, so a refused UNSUBSCRIBE changes nothing. The packet parsed, so this is
+            // a Protocol Error (4.13), not a Malformed Packet.
+            return Err(violation("UNSUBSCRIBE with an empty topic filter"));
+        }
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for raw in unsubscribe.filters {
             match self.subscriptions.remove(&raw) {
@@ -335,6 +360,7 @@ impl Session {
             codes,
         };
         write_packet(out, version, &Packet::UnsubAck(unsuback));
+        Ok(())
     }
 }
 

@@ -1,12 +1,21 @@
 //! Session-layer rules, table-driven and without a shard: CONNECT validation and the answers
 //! to packets of a connected session, on a virtual clock.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
-use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, QoS, ReasonCode, Will};
+use crate::codec::{
+    self, Ack, ByteStr, Connect, Decoded, Packet, PacketId, Properties, ProtocolVersion, Publish,
+    QoS, ReasonCode, Unsubscribe, Will,
+};
 use crate::config::{Limits, ProtocolOptions};
+use crate::topic::TopicName;
 
-use super::{validate_connect, ClientIdGenerator, ConnectRefused};
+use super::{
+    validate_connect, Action, ClientIdGenerator, ConnectRefused, Envelope, Message, Outbox,
+    Session, Violation,
+};
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -84,4 +93,143 @@ fn connect_rules_between_properties_and_in_the_will() {
     both.properties.authentication_method = Some(ByteStr::from("SCRAM-SHA-256"));
     both.properties.authentication_data = Some(Bytes::from_static(b"x"));
     assert_eq!(refusal(both, &ProtocolOptions::default()), None);
+}
+
+/// A session with a connection attached, and what it wrote to that connection.
+struct Attached {
+    session: Session,
+    version: ProtocolVersion,
+    out: Outbox,
+    limits: Limits,
+    protocol: ProtocolOptions,
+    now: Instant,
+}
+
+impl Attached {
+    fn new(version: ProtocolVersion, protocol: ProtocolOptions) -> Attached {
+        let limits = Limits::default();
+        let params = validate_connect(
+            connect(version, "s"),
+            &limits,
+            &protocol,
+            &mut ClientIdGenerator::new(),
+        )
+        .expect("valid CONNECT");
+        let mut attached = Attached {
+            session: Session::new(params.client_id.clone(), 0),
+            version,
+            out: Outbox::default(),
+            limits,
+            protocol,
+            now: Instant::now(),
+        };
+        let a = &mut attached;
+        a.session
+            .attach(a.now, &params, false, &mut a.out, &a.limits, &a.protocol);
+        assert!(matches!(a.written().as_slice(), [Packet::ConnAck(_)]));
+        attached
+    }
+
+    fn handle(&mut self, packet: Packet) -> Result<(), Violation> {
+        let mut actions: Vec<Action> = Vec::new();
+        self.session.handle_packet(
+            self.now,
+            packet,
+            &mut self.out,
+            &mut actions,
+            &self.limits,
+            &self.protocol,
+        )
+    }
+
+    /// Sends the client one message at `qos` and returns its packet id.
+    fn deliver(&mut self, qos: QoS) -> PacketId {
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: ByteStr::from("t"),
+            packet_id: PacketId::new(1),
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"x"),
+        };
+        let topic = TopicName::new(ByteStr::from("t")).expect("valid topic");
+        let envelope = Envelope {
+            message: Message::from_publish(topic, publish, self.now),
+            qos,
+            retain: false,
+            tag: None,
+        };
+        let (limits, now) = (&self.limits, self.now);
+        self.session
+            .deliver(now, envelope, Some(&mut self.out), limits, usize::MAX);
+        match self.written().as_slice() {
+            [Packet::Publish(p)] => p.packet_id.expect("QoS > 0"),
+            other => panic!("expected one PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Decodes and clears what the session wrote.
+    fn written(&mut self) -> Vec<Packet> {
+        let mut packets = Vec::new();
+        while let Decoded::Packet(p) =
+            codec::decode(&mut self.out.bytes, self.version, u32::MAX).expect("decodes")
+        {
+            packets.push(p);
+        }
+        packets
+    }
+}
+
+#[test]
+fn acknowledgement_of_the_other_qos_for_an_id_in_flight_is_a_protocol_error() {
+    let wrong_kind: [(QoS, fn(Ack) -> Packet); 3] = [
+        (QoS::AtLeastOnce, Packet::PubRec),
+        (QoS::AtLeastOnce, Packet::PubComp),
+        (QoS::ExactlyOnce, Packet::PubAck),
+    ];
+    for version in [V311, V5] {
+        for (qos, wrong) in wrong_kind {
+            let mut a = Attached::new(version, ProtocolOptions::default());
+            let id = a.deliver(qos);
+            let err = a
+                .handle(wrong(Ack::new(id)))
+                .expect_err("protocol violation");
+            // [MQTT-4.3.2] [MQTT-4.3.3]; 4.13: 0x82 (3.1.1: the shard just closes).
+            assert_eq!(err.code, ReasonCode::PROTOCOL_ERROR, "{qos:?} {version:?}");
+        }
+    }
+}
+
+#[test]
+fn acknowledgements_not_matching_an_id_in_flight_are_ignored() {
+    let mut a = Attached::new(V5, ProtocolOptions::default());
+    let id = a.deliver(QoS::ExactlyOnce);
+    // PUBCOMP before PUBREC: the right flow out of order, not the other QoS's.
+    assert_eq!(a.handle(Packet::PubComp(Ack::new(id))), Ok(()));
+    assert_eq!(a.handle(Packet::PubRec(Ack::new(id))), Ok(()));
+    assert!(matches!(a.written().as_slice(), [Packet::PubRel(_)]));
+    assert_eq!(a.handle(Packet::PubComp(Ack::new(id))), Ok(()));
+    // Now nothing is in flight: every late duplicate is ignored (PUBREC still gets PUBREL).
+    for late in [Packet::PubAck, Packet::PubComp, Packet::PubRec] {
+        assert_eq!(a.handle(late(Ack::new(id))), Ok(()));
+    }
+}
+
+#[test]
+fn unsubscribe_with_an_empty_filter_is_a_protocol_error_and_removes_nothing() {
+    for version in [V311, V5] {
+        let mut a = Attached::new(version, ProtocolOptions::default());
+        let unsubscribe = Unsubscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            properties: Properties::default(),
+            filters: vec![ByteStr::from("a"), ByteStr::from("")],
+        };
+        let err = a
+            .handle(Packet::Unsubscribe(unsubscribe))
+            .expect_err("refused");
+        // [MQTT-4.7.3-1]; 4.13: the packet parses, so 0x82 rather than 0x81.
+        assert_eq!(err.code, ReasonCode::PROTOCOL_ERROR);
+        assert!(a.written().is_empty(), "no UNSUBACK");
+    }
 }
