@@ -312,3 +312,24 @@ fn mqtt_3_1_1_malformed_connect_is_closed_without_connack() {
         assert_eq!(client.expect_refused(), None, "flags {bits:#04X}");
     }
 }
+
+#[test]
+fn control_characters_in_client_id_user_name_or_will_topic_are_refused() {
+    let broker = start_broker(|_| {});
+    // 1.5.3: a string SHOULD NOT contain U+0001..U+001F or U+007F..U+009F and the receiver
+    // MAY close; refused by default (`protocol.allow_control_characters`). The client id has
+    // a return code (0x02 identifier rejected), the user name too (0x04 bad user name or
+    // password); the will topic has none, so that connection is closed without CONNACK.
+    let (mut client, connack) = RawClient::connect(broker.addr, ConnectOpts::v311("ctl\u{1}"));
+    assert_eq!(connack.code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    client.expect_closed(CLOSE_TIMEOUT);
+    let mut opts = ConnectOpts::v311("ctl-user");
+    opts.username = Some("user\u{7F}".into());
+    let (mut client, connack) = RawClient::connect(broker.addr, opts);
+    assert_eq!(connack.code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    client.expect_closed(CLOSE_TIMEOUT);
+    let opts = ConnectOpts::v311("ctl-will").will(will("w\u{9F}", b"x", QoS::AtMostOnce, false));
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send(&opts.to_packet());
+    assert_eq!(client.expect_refused(), None);
+}

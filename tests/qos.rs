@@ -249,8 +249,11 @@ fn with_one_in_flight(
     (subscriber, id)
 }
 
+/// Makes an acknowledgement packet of one kind.
+type AckOf = fn(Ack) -> Packet;
+
 /// The acknowledgements of the other QoS's flow, for an outbound message at each QoS.
-fn wrong_kind_acks() -> [(QoS, fn(Ack) -> Packet); 3] {
+fn wrong_kind_acks() -> [(QoS, AckOf); 3] {
     [
         (QoS::AtLeastOnce, Packet::PubRec),
         (QoS::AtLeastOnce, Packet::PubComp),

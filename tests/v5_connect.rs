@@ -449,3 +449,29 @@ fn client_id_longer_than_the_limit_gets_connack_0x85() {
     let connack = client.expect_refused().expect("CONNACK before the close");
     assert_eq!(connack.code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
 }
+
+#[test]
+fn control_characters_in_client_id_user_name_or_will_topic_get_their_connack_codes() {
+    let broker = start_broker(|_| {});
+    let mut user = ConnectOpts::v5("ctl-user");
+    user.username = Some("user\u{1F}".into());
+    let cases = [
+        // 1.5.4: SHOULD NOT, and the receiver may refuse. Each refusal gets the code for the
+        // field: 0x85 client id, 0x86 user name, 0x90 will topic (3.2.2.2).
+        (
+            ConnectOpts::v5("ctl\u{1}"),
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        ),
+        (user, ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        (
+            ConnectOpts::v5("ctl-will").will(will("w\u{80}", b"x", QoS::AtMostOnce, false)),
+            ReasonCode::TOPIC_NAME_INVALID,
+        ),
+    ];
+    for (opts, code) in cases {
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V5);
+        client.send(&opts.to_packet());
+        let connack = client.expect_refused().expect("CONNACK before the close");
+        assert_eq!(connack.code, code, "{opts:?}");
+    }
+}

@@ -224,10 +224,13 @@ fn rumqttc_v5_with_a_small_maximum_packet_size_is_never_sent_a_larger_packet() {
     );
 }
 
+/// Makes an acknowledgement packet of one kind.
+type AckOf = fn(Ack) -> Packet;
+
 #[test]
 fn acknowledgement_of_the_wrong_kind_for_a_packet_id_in_flight_gets_disconnect_0x82() {
     let broker = start_broker(|_| {});
-    let wrong_kind: [(QoS, fn(Ack) -> Packet); 3] = [
+    let wrong_kind: [(QoS, AckOf); 3] = [
         (QoS::AtLeastOnce, Packet::PubRec),
         (QoS::AtLeastOnce, Packet::PubComp),
         (QoS::ExactlyOnce, Packet::PubAck),

@@ -427,3 +427,21 @@ fn unsubscribe_with_an_empty_topic_filter_gets_disconnect_0x82() {
     // are "correctly formed" but refused.
     client.expect_disconnect(ReasonCode::PROTOCOL_ERROR);
 }
+
+#[test]
+fn control_characters_in_topic_filters_get_0x8f_in_suback_and_unsuback() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v5("ctl-filter"));
+    // 1.5.4: SHOULD NOT contain control characters. The filter is correctly formed but refused
+    // by this server: exactly what 0x8F Topic Filter invalid says (3.9.3, 3.11.3).
+    let ack = client.subscribe(&[("ok", QoS::AtMostOnce), ("a/\u{1B}", QoS::AtMostOnce)]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::GRANTED_QOS_0, ReasonCode::TOPIC_FILTER_INVALID]
+    );
+    let ack = client.unsubscribe(&["ok", "a/\u{1B}"]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::SUCCESS, ReasonCode::TOPIC_FILTER_INVALID]
+    );
+}

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::config::{Limits, ProtocolOptions};
-use crate::topic::TopicName;
+use crate::topic::{has_control_characters, TopicName};
 
 /// A CONNECT that passed every check, ready for the shard to attach to a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,22 @@ pub fn validate_connect(
     let version = connect.protocol;
     let refuse = |(code, why): Refusal| ConnectRefused { code, version, why };
     check_properties(&connect.properties).map_err(refuse)?;
-    let (client_id, client_id_assigned) = client_id(&connect, limits, ids).map_err(refuse)?;
+    let (client_id, client_id_assigned) =
+        client_id(&connect, limits, protocol, ids).map_err(refuse)?;
+    let refuses_controls = !protocol.allow_control_characters;
+    if refuses_controls
+        && connect
+            .username
+            .as_ref()
+            .is_some_and(|u| has_control_characters(u.as_str()))
+    {
+        // 1.5.4: SHOULD NOT; the user name is not accepted: 0x86 (3.x: 0x04), the code for
+        // exactly that. The packet parses, so not 0x81.
+        return Err(refuse((
+            Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            "control character in the user name",
+        )));
+    }
     let keep_alive_max = protocol.keep_alive_max_s;
     let mut keep_alive_s = connect.keep_alive_s;
     let mut server_keep_alive_s = None;
@@ -155,6 +170,7 @@ fn check_properties(properties: &Properties) -> Result<(), Refusal> {
 fn client_id(
     connect: &Connect,
     limits: &Limits,
+    protocol: &ProtocolOptions,
     ids: &mut ClientIdGenerator,
 ) -> Result<(ByteStr, bool), Refusal> {
     let invalid = |why| Err((Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID), why));
@@ -175,6 +191,11 @@ fn client_id(
         // [MQTT-3.1.3-5] the server may refuse a long id: 0x85 (3.x: 0x02).
         return invalid("client id too long");
     }
+    if !protocol.allow_control_characters && has_control_characters(client_id.as_str()) {
+        // 1.5.4: SHOULD NOT, and the server may refuse: "a valid string but not allowed by
+        // the Server" is 0x85 (3.x: 0x02 identifier rejected).
+        return invalid("control character in the client id");
+    }
     Ok((client_id.clone(), false))
 }
 
@@ -185,10 +206,14 @@ fn check_will(
     version: ProtocolVersion,
     protocol: &ProtocolOptions,
 ) -> Result<ValidWill, Refusal> {
+    let controls =
+        !protocol.allow_control_characters && has_control_characters(will.topic.as_str());
     let topic = match TopicName::new(will.topic.clone()) {
-        Ok(topic) => topic,
+        // 1.5.4: control characters SHOULD NOT be used; refused like any other will topic the
+        // server does not accept.
+        Ok(topic) if !controls => topic,
         // 5.0 has a CONNACK code for it; 3.x has none, so the connection is just closed.
-        Err(_) => {
+        _ => {
             let code = version.is_v5().then_some(ReasonCode::TOPIC_NAME_INVALID);
             return Err((code, "invalid will topic"));
         }

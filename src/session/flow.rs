@@ -11,7 +11,7 @@ use crate::codec::{
     Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::config::{Limits, ProtocolOptions};
-use crate::topic::SubscriptionFilter;
+use crate::topic::{has_control_characters, SubscriptionFilter, TopicError};
 
 use super::{write_packet, Action, Awaiting, Message, Reply, Session, Subscription, Violation};
 
@@ -65,7 +65,7 @@ impl Session {
                 self.handle_subscribe(version, subscribe, out, actions, limits, protocol)
             }
             Packet::Unsubscribe(unsubscribe) => {
-                self.handle_unsubscribe(version, unsubscribe, out, actions)
+                self.handle_unsubscribe(version, unsubscribe, out, actions, protocol)
             }
             Packet::PingReq => {
                 write_packet(out, version, &Packet::PingResp);
@@ -102,6 +102,13 @@ impl Session {
             return Err(Violation {
                 code: ReasonCode::RETAIN_NOT_SUPPORTED,
                 why: "retained PUBLISH while retain is not available",
+            });
+        }
+        if !protocol.allow_control_characters && has_control_characters(publish.topic.as_str()) {
+            // 1.5.4: SHOULD NOT, and the receiver may refuse: 0x90 (3.x: close).
+            return Err(Violation {
+                code: ReasonCode::TOPIC_NAME_INVALID,
+                why: "control character in the topic name",
             });
         }
         let link = self
@@ -281,7 +288,7 @@ impl Session {
         }
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         for (raw, mut options) in subscribe.filters {
-            let filter = match SubscriptionFilter::parse(raw.clone()) {
+            let filter = match parse_filter(raw.clone(), protocol) {
                 Ok(f) => f,
                 Err(_) => {
                     codes.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -336,6 +343,7 @@ impl Session {
         unsubscribe: Unsubscribe,
         out: &mut Outbox,
         actions: &mut Vec<Action>,
+        protocol: &ProtocolOptions,
     ) -> Result<(), Violation> {
         if unsubscribe.filters.iter().any(|raw| raw.is_empty()) {
             // [MQTT-4.7.3-1]: a filter is at least one character. Checked before anything is
@@ -343,8 +351,23 @@ impl Session {
             // a Protocol Error (4.13), not a Malformed Packet.
             return Err(violation("UNSUBSCRIBE with an empty topic filter"));
         }
+        let refuses_controls = !protocol.allow_control_characters;
+        let has_controls =
+            |raw: &crate::codec::ByteStr| refuses_controls && has_control_characters(raw.as_str());
+        if version != ProtocolVersion::V5 && unsubscribe.filters.iter().any(has_controls) {
+            // 3.x UNSUBACK has no code to refuse a filter with, so 1.5.3's MAY close.
+            return Err(Violation {
+                code: ReasonCode::TOPIC_FILTER_INVALID,
+                why: "control character in a topic filter",
+            });
+        }
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for raw in unsubscribe.filters {
+            if has_controls(&raw) {
+                // 5.0 1.5.4: refused with 0x8F, "correctly formed but not allowed".
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             match self.subscriptions.remove(&raw) {
                 Some(subscription) => {
                     codes.push(ReasonCode::SUCCESS);
@@ -362,6 +385,18 @@ impl Session {
         write_packet(out, version, &Packet::UnsubAck(unsuback));
         Ok(())
     }
+}
+
+/// A SUBSCRIBE topic filter, refused with the rules of `topic` and, unless allowed, for
+/// control characters (1.5.4: SHOULD NOT; SUBACK 0x8F, 3.x 0x80).
+fn parse_filter(
+    raw: crate::codec::ByteStr,
+    protocol: &ProtocolOptions,
+) -> Result<SubscriptionFilter, TopicError> {
+    if !protocol.allow_control_characters && has_control_characters(raw.as_str()) {
+        return Err(TopicError::ControlCharacter);
+    }
+    SubscriptionFilter::parse(raw)
 }
 
 /// The SUBSCRIBE features a server may turn off, and No Local on a shared subscription.

@@ -181,9 +181,12 @@ impl Attached {
     }
 }
 
+/// Makes an acknowledgement packet of one kind.
+type AckOf = fn(Ack) -> Packet;
+
 #[test]
 fn acknowledgement_of_the_other_qos_for_an_id_in_flight_is_a_protocol_error() {
-    let wrong_kind: [(QoS, fn(Ack) -> Packet); 3] = [
+    let wrong_kind: [(QoS, AckOf); 3] = [
         (QoS::AtLeastOnce, Packet::PubRec),
         (QoS::AtLeastOnce, Packet::PubComp),
         (QoS::ExactlyOnce, Packet::PubAck),
@@ -231,5 +234,118 @@ fn unsubscribe_with_an_empty_filter_is_a_protocol_error_and_removes_nothing() {
         // [MQTT-4.7.3-1]; 4.13: the packet parses, so 0x82 rather than 0x81.
         assert_eq!(err.code, ReasonCode::PROTOCOL_ERROR);
         assert!(a.written().is_empty(), "no UNSUBACK");
+    }
+}
+
+#[test]
+fn control_characters_in_connect_strings_are_refused_unless_allowed() {
+    let with_user = |version, user: &str| {
+        let mut c = connect(version, "c");
+        c.username = Some(ByteStr::from(user));
+        c
+    };
+    let with_will = |version, topic: &str| {
+        let mut c = connect(version, "c");
+        c.will = Some(will(topic));
+        c
+    };
+    let cases = [
+        // 1.5.4 SHOULD NOT: 0x85 / 0x86 / 0x90; the encoder turns 0x85 into 3.1.1's 0x02 and
+        // 0x86 into 0x04. A 3.1.1 will topic has no code: closed.
+        (
+            connect(V5, "c\u{1}"),
+            Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+        ),
+        (
+            connect(V311, "c\u{9F}"),
+            Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+        ),
+        (
+            with_user(V5, "u\u{7F}"),
+            Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        ),
+        (
+            with_user(V311, "u\u{1F}"),
+            Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        ),
+        (
+            with_will(V5, "w\u{80}"),
+            Some(ReasonCode::TOPIC_NAME_INVALID),
+        ),
+        (with_will(V311, "w\u{80}"), None),
+    ];
+    let lenient = ProtocolOptions {
+        allow_control_characters: true,
+        ..ProtocolOptions::default()
+    };
+    for (connect, code) in cases {
+        let why = format!("{connect:?}");
+        assert_eq!(refusal(connect.clone(), &lenient), None, "lenient: {why}");
+        assert_eq!(refused_code(connect), code, "{why}");
+    }
+}
+
+#[test]
+fn control_characters_in_topics_are_refused_unless_allowed() {
+    let publish = |topic: &str| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: ByteStr::from(topic),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: Bytes::new(),
+        })
+    };
+    let filters = || vec![ByteStr::from("ok"), ByteStr::from("a/\u{1B}")];
+    let subscribe = || {
+        let options = crate::codec::SubscriptionOptions::default();
+        Packet::Subscribe(crate::codec::Subscribe {
+            packet_id: PacketId::new(1).expect("non-zero"),
+            properties: Properties::default(),
+            filters: filters().into_iter().map(|f| (f, options)).collect(),
+        })
+    };
+    let unsubscribe = || {
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: PacketId::new(2).expect("non-zero"),
+            properties: Properties::default(),
+            filters: filters(),
+        })
+    };
+    for version in [V311, V5] {
+        let mut a = Attached::new(version, ProtocolOptions::default());
+        // 1.5.4: PUBLISH 0x90 (3.1.1: the shard closes, the code unused).
+        let err = a.handle(publish("a\u{1}")).expect_err("refused");
+        assert_eq!(err.code, ReasonCode::TOPIC_NAME_INVALID);
+        // SUBACK 0x8F per filter (the 3.1.1 encoder writes 0x80).
+        assert_eq!(a.handle(subscribe()), Ok(()));
+        let Packet::SubAck(ack) = &a.written()[0] else {
+            panic!("SUBACK")
+        };
+        assert!(ack.codes[1].is_error(), "{version:?}");
+        // UNSUBACK 0x8F in 5.0; 3.1.1's UNSUBACK has no codes: a violation, so a close.
+        match (version, a.handle(unsubscribe())) {
+            (V5, Ok(())) => {
+                let Packet::UnsubAck(ack) = &a.written()[0] else {
+                    panic!("UNSUBACK")
+                };
+                assert_eq!(
+                    ack.codes,
+                    [ReasonCode::SUCCESS, ReasonCode::TOPIC_FILTER_INVALID]
+                );
+            }
+            (V311, Err(violation)) => assert!(violation.why.contains("control")),
+            other => panic!("{other:?}"),
+        }
+        let lenient = ProtocolOptions {
+            allow_control_characters: true,
+            ..ProtocolOptions::default()
+        };
+        let mut a = Attached::new(version, lenient);
+        assert_eq!(a.handle(publish("a\u{1}")), Ok(()));
+        assert_eq!(a.handle(subscribe()), Ok(()));
+        assert_eq!(a.handle(unsubscribe()), Ok(()));
     }
 }
