@@ -254,3 +254,82 @@ fn rumqttc_v5_connects_with_session_present_0() {
         }
     }
 }
+
+/// Sends `wire` as the first packet and returns the CONNACK code (asserting it is SUCCESS).
+fn accepted_raw(wire: &[u8], version: ProtocolVersion) {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::open(broker.addr, version);
+    client.send_raw(wire);
+    match client.recv() {
+        Packet::ConnAck(connack) => assert_eq!(connack.code, ReasonCode::SUCCESS, "{connack:?}"),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Index of the Connect Flags byte in a short CONNECT: fixed header (2), protocol name.
+const V31_FLAGS_AT: usize = 2 + 2 + 6 + 1;
+const V311_FLAGS_AT: usize = 2 + 2 + 4 + 1;
+
+#[test]
+fn mqtt_3_1_connect_with_the_reserved_flag_or_fixed_header_flags_is_accepted() {
+    // 3.1 (MQIsdp) defines neither the reserved Connect Flags bit nor CONNECT's fixed-header
+    // flags; legacy clients set them and mosquitto accepts them.
+    let mut wire = ConnectOpts::v31("legacy-31").to_wire();
+    wire[V31_FLAGS_AT] |= 0x01;
+    accepted_raw(&wire, ProtocolVersion::V3_1);
+    let mut wire = ConnectOpts::v31("legacy-31").to_wire();
+    wire[0] |= 0x0F;
+    accepted_raw(&wire, ProtocolVersion::V3_1);
+}
+
+#[test]
+fn mqtt_3_1_1_connect_with_the_reserved_flag_or_fixed_header_flags_is_closed() {
+    let broker = start_broker(|_| {});
+    // [MQTT-3.1.2-3] and [MQTT-2.2.2-2], then [MQTT-3.1.4-1]: closed without CONNACK.
+    let mut wire = ConnectOpts::v311("strict-311").to_wire();
+    wire[V311_FLAGS_AT] |= 0x01;
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send_raw(&wire);
+    assert_eq!(client.expect_refused(), None);
+    let mut wire = ConnectOpts::v311("strict-311").to_wire();
+    wire[0] |= 0x02;
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send_raw(&wire);
+    assert_eq!(client.expect_refused(), None);
+}
+
+#[test]
+fn mqtt_3_1_1_malformed_connect_is_closed_without_connack() {
+    let broker = start_broker(|_| {});
+    // Will QoS without the will flag [MQTT-3.1.2-13], and the will flag with no will topic.
+    for bits in [0x08, 0x04] {
+        let mut wire = ConnectOpts::v311("malformed-311").to_wire();
+        wire[V311_FLAGS_AT] |= bits;
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+        client.send_raw(&wire);
+        // [MQTT-3.1.4-1]: a CONNECT that does not conform is closed without CONNACK; 3.1.1
+        // has return codes only for the level (0x01) and the client id (0x02).
+        assert_eq!(client.expect_refused(), None, "flags {bits:#04X}");
+    }
+}
+
+#[test]
+fn control_characters_in_client_id_user_name_or_will_topic_are_refused() {
+    let broker = start_broker(|_| {});
+    // 1.5.3: a string SHOULD NOT contain U+0001..U+001F or U+007F..U+009F and the receiver
+    // MAY close; refused by default (`protocol.allow_control_characters`). The client id has
+    // a return code (0x02 identifier rejected), the user name too (0x04 bad user name or
+    // password); the will topic has none, so that connection is closed without CONNACK.
+    let (mut client, connack) = RawClient::connect(broker.addr, ConnectOpts::v311("ctl\u{1}"));
+    assert_eq!(connack.code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    client.expect_closed(CLOSE_TIMEOUT);
+    let mut opts = ConnectOpts::v311("ctl-user");
+    opts.username = Some("user\u{7F}".into());
+    let (mut client, connack) = RawClient::connect(broker.addr, opts);
+    assert_eq!(connack.code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    client.expect_closed(CLOSE_TIMEOUT);
+    let opts = ConnectOpts::v311("ctl-will").will(will("w\u{9F}", b"x", QoS::AtMostOnce, false));
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V3_1_1);
+    client.send(&opts.to_packet());
+    assert_eq!(client.expect_refused(), None);
+}

@@ -315,3 +315,55 @@ fn raw_publisher_reaches_a_rumqttc_subscriber() {
         );
     }
 }
+
+#[test]
+fn unsubscribe_with_an_empty_topic_filter_is_closed() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v311("unsub-empty"));
+    client.subscribe(&[("a", QoS::AtMostOnce)]);
+    client.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: PacketId::new(7).expect("non-zero"),
+        properties: Properties::default(),
+        filters: vec![ByteStr::from("a"), ByteStr::from("")],
+    }));
+    // [MQTT-4.7.3-1]: topic filters are at least one character long; 3.1.1 has no UNSUBACK
+    // code to refuse one, so the connection is closed [MQTT-4.8.0-1].
+    assert_eq!(client.expect_closed(common::CLOSE_TIMEOUT), None);
+}
+
+#[test]
+fn control_characters_in_topics_are_refused_in_3_1_1() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v311("ctl-sub"));
+    // 1.5.3: SHOULD NOT; the receiver MAY close. SUBACK has a failure code (0x80); PUBLISH
+    // and UNSUBACK have none, so those connections are closed.
+    let ack = client.subscribe(&[("a/\u{1}", QoS::AtMostOnce)]);
+    assert_eq!(ack.codes, vec![ReasonCode::UNSPECIFIED_ERROR]);
+    client.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: PacketId::new(9).expect("non-zero"),
+        properties: Properties::default(),
+        filters: vec![ByteStr::from("a/\u{1}")],
+    }));
+    assert_eq!(client.expect_closed(common::CLOSE_TIMEOUT), None);
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v311("ctl-pub"));
+    client.send(&Packet::Publish(make_publish(
+        "a\u{1}",
+        b"x",
+        QoS::AtMostOnce,
+        false,
+    )));
+    assert_eq!(client.expect_closed(common::CLOSE_TIMEOUT), None);
+}
+
+#[test]
+fn control_characters_are_accepted_when_allowed() {
+    let broker = common::start_broker_with(|c| c.protocol.allow_control_characters = true);
+    let mut opts = ConnectOpts::v311("lenient\u{1}");
+    opts.username = Some("user\u{7F}".into());
+    let mut client = RawClient::connected(broker.addr, opts);
+    let ack = client.subscribe(&[("a/\u{1}", QoS::AtLeastOnce)]);
+    assert_eq!(ack.codes, vec![ReasonCode::GRANTED_QOS_1]);
+    client.publish("a/\u{1}", b"x", QoS::AtLeastOnce, false);
+    assert_eq!(client.recv_publish().topic.as_str(), "a/\u{1}");
+    client.unsubscribe(&["a/\u{1}"]);
+}

@@ -232,3 +232,61 @@ fn many_publishers_fanning_in_to_a_slow_subscriber_lose_nothing() {
         publisher.join().expect("publisher thread");
     }
 }
+
+/// A subscriber at `qos` that has been sent one message and has not acknowledged it yet: the
+/// message's packet id is in flight. Returns the client and that id.
+fn with_one_in_flight(
+    addr: std::net::SocketAddr,
+    opts: ConnectOpts,
+    qos: QoS,
+) -> (RawClient, ringmq::codec::PacketId) {
+    let mut subscriber = RawClient::connected(addr, opts);
+    subscriber.subscribe(&[("inflight", qos)]);
+    let mut publisher = RawClient::connected(addr, ConnectOpts::v311("inflight-pub"));
+    publisher.publish("inflight", b"x", qos, false);
+    let publish = subscriber.recv_publish_no_ack();
+    let id = publish.packet_id.expect("QoS > 0 has a packet id");
+    (subscriber, id)
+}
+
+/// Makes an acknowledgement packet of one kind.
+type AckOf = fn(Ack) -> Packet;
+
+/// The acknowledgements of the other QoS's flow, for an outbound message at each QoS.
+fn wrong_kind_acks() -> [(QoS, AckOf); 3] {
+    [
+        (QoS::AtLeastOnce, Packet::PubRec),
+        (QoS::AtLeastOnce, Packet::PubComp),
+        (QoS::ExactlyOnce, Packet::PubAck),
+    ]
+}
+
+#[test]
+fn acknowledgement_of_the_wrong_kind_for_a_packet_id_in_flight_is_closed() {
+    let broker = start_broker(|_| {});
+    for (qos, wrong) in wrong_kind_acks() {
+        let opts = ConnectOpts::v311("wrong-ack");
+        let (mut subscriber, id) = with_one_in_flight(broker.addr, opts, qos);
+        let ack = wrong(Ack::new(id));
+        subscriber.send(&ack);
+        // A QoS 1 message is answered by PUBACK [MQTT-4.3.2], a QoS 2 one by PUBREC and
+        // PUBCOMP [MQTT-4.3.3]: the other kind is a protocol violation, closed in 3.1.1.
+        assert_eq!(
+            subscriber.expect_closed(common::CLOSE_TIMEOUT),
+            None,
+            "{ack:?}"
+        );
+    }
+}
+
+#[test]
+fn acknowledgement_for_a_packet_id_not_in_flight_is_ignored() {
+    let broker = start_broker(|_| {});
+    let (mut subscriber, id) =
+        with_one_in_flight(broker.addr, ConnectOpts::v311("late"), QoS::AtLeastOnce);
+    subscriber.send(&Packet::PubAck(Ack::new(id)));
+    // A second PUBACK, and a PUBCOMP, for an id no longer in flight: late duplicates.
+    subscriber.send(&Packet::PubAck(Ack::new(id)));
+    subscriber.send(&Packet::PubComp(Ack::new(id)));
+    subscriber.ping();
+}

@@ -589,3 +589,15 @@ proptest! {
         prop_assert!(!filter(&topic).has_wildcards());
     }
 }
+
+#[test]
+fn control_characters_are_u0001_to_u001f_and_u007f_to_u009f() {
+    // 1.5.4: the code points a UTF-8 string SHOULD NOT contain, at both ends of each range.
+    for c in ['\u{1}', '\u{1F}', '\u{7F}', '\u{9F}'] {
+        assert!(has_control_characters(&format!("a/{c}/b")), "{:?}", c);
+    }
+    // U+0000 is the codec's (always refused); space, U+00A0 and beyond are ordinary.
+    for text in ["", "a/b", "\u{0}", " ", "~", "\u{A0}", "é/ü/😀"] {
+        assert!(!has_control_characters(text), "{text:?}");
+    }
+}

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{
     make_publish, rumqttc5_client, rumqttc5_connack, start_broker, start_broker_with, will,
-    ConnectOpts, RawClient, CLOSE_TIMEOUT,
+    will_v5, ConnectOpts, RawClient, CLOSE_TIMEOUT,
 };
-use ringmq::codec::{ByteStr, ConnAck, Packet, QoS, ReasonCode};
+use ringmq::codec::{ByteStr, ConnAck, Packet, ProtocolVersion, QoS, ReasonCode};
 use ringmq::config::Limits;
 
 /// CONNACK of a v5 client `id` connected with `opts`, asserting success.
@@ -360,4 +360,118 @@ fn rumqttc_v5_reads_the_server_values() {
         props.response_information.as_deref(),
         Some("reply/rumqttc-v5")
     );
+}
+
+/// Sends `wire` as a 5.0 client's first packet; asserts CONNACK `code`, then the close.
+fn refused_with(wire: &[u8], code: ReasonCode) {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V5);
+    client.send_raw(wire);
+    // 4.13 and 3.2.2.2: a refused CONNECT gets a CONNACK with the reason before the close.
+    let connack = client.expect_refused().expect("CONNACK before the close");
+    assert_eq!(connack.code, code, "{connack:?}");
+}
+
+/// Index of the Connect Flags byte in a short 5.0 CONNECT: fixed header (2), "MQTT", level.
+const FLAGS_AT: usize = 2 + 2 + 4 + 1;
+
+#[test]
+fn connect_with_a_duplicated_property_gets_connack_0x82() {
+    #[rustfmt::skip]
+    let wire = [
+        0x10, 24,                               // CONNECT, remaining length
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 5,  // protocol name and level
+        0x02, 0x00, 60,                         // clean start, keep-alive
+        10,                                     // properties length
+        0x11, 0, 0, 0, 1,                       // Session Expiry Interval
+        0x11, 0, 0, 0, 2,                       // Session Expiry Interval, again
+        0x00, 0x01, b'd',                       // client id
+    ];
+    // 3.1.2.11.2: including the Session Expiry Interval twice is a Protocol Error.
+    refused_with(&wire, ReasonCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn connect_with_a_property_not_allowed_in_connect_gets_connack_0x81() {
+    let opts = ConnectOpts::v5("alias").props(|p| p.topic_alias = Some(1));
+    // 2.2.2.2: an identifier not valid for its packet type is a Malformed Packet.
+    refused_with(&opts.to_wire(), ReasonCode::MALFORMED_PACKET);
+}
+
+#[test]
+fn connect_with_a_property_value_out_of_range_gets_connack_0x82() {
+    let opts = ConnectOpts::v5("recv-0").props(|p| p.receive_maximum = Some(0));
+    // 3.1.2.11.3: a Receive Maximum of 0 is a Protocol Error.
+    refused_with(&opts.to_wire(), ReasonCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn connect_with_the_will_flag_but_no_will_topic_gets_connack_0x81() {
+    let mut wire = ConnectOpts::v5("no-will-topic").to_wire();
+    wire[FLAGS_AT] |= 0x04;
+    // [MQTT-3.1.2-9]: the will flag promises Will Properties, Topic and Payload; the packet
+    // ends before them, so it cannot be parsed.
+    refused_with(&wire, ReasonCode::MALFORMED_PACKET);
+}
+
+#[test]
+fn connect_with_will_qos_but_no_will_flag_gets_connack_0x81() {
+    let mut wire = ConnectOpts::v5("stray-will-qos").to_wire();
+    wire[FLAGS_AT] |= 0x08;
+    // [MQTT-3.1.2-11]: without the will flag the will QoS is 0; like the neighbouring Connect
+    // Flags rules (reserved bit, will QoS 3) this is a Malformed Packet.
+    refused_with(&wire, ReasonCode::MALFORMED_PACKET);
+}
+
+#[test]
+fn authentication_data_without_a_method_gets_connack_0x82() {
+    let opts =
+        ConnectOpts::v5("data-only").props(|p| p.authentication_data = Some(b"x"[..].into()));
+    // 3.1.2.11.10: Authentication Data without Authentication Method is a Protocol Error.
+    refused_with(&opts.to_wire(), ReasonCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn will_with_an_empty_response_topic_gets_connack_0x82() {
+    let mut properties = ringmq::codec::Properties::default();
+    properties.response_topic = Some(ByteStr::from(""));
+    let opts = ConnectOpts::v5("empty-reply").will(will_v5("w", b"x", QoS::AtMostOnce, properties));
+    // The Response Topic is a topic name, and topic names are at least one character long
+    // [MQTT-4.7.3-1]: the CONNECT parses but breaks the protocol.
+    refused_with(&opts.to_wire(), ReasonCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn client_id_longer_than_the_limit_gets_connack_0x85() {
+    let broker = start_broker(|limits| limits.client_id_len_max = 8);
+    let mut client = RawClient::open(broker.addr, ProtocolVersion::V5);
+    client.send(&ConnectOpts::v5("123456789").to_packet());
+    let connack = client.expect_refused().expect("CONNACK before the close");
+    assert_eq!(connack.code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+}
+
+#[test]
+fn control_characters_in_client_id_user_name_or_will_topic_get_their_connack_codes() {
+    let broker = start_broker(|_| {});
+    let mut user = ConnectOpts::v5("ctl-user");
+    user.username = Some("user\u{1F}".into());
+    let cases = [
+        // 1.5.4: SHOULD NOT, and the receiver may refuse. Each refusal gets the code for the
+        // field: 0x85 client id, 0x86 user name, 0x90 will topic (3.2.2.2).
+        (
+            ConnectOpts::v5("ctl\u{1}"),
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        ),
+        (user, ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+        (
+            ConnectOpts::v5("ctl-will").will(will("w\u{80}", b"x", QoS::AtMostOnce, false)),
+            ReasonCode::TOPIC_NAME_INVALID,
+        ),
+    ];
+    for (opts, code) in cases {
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V5);
+        client.send(&opts.to_packet());
+        let connack = client.expect_refused().expect("CONNACK before the close");
+        assert_eq!(connack.code, code, "{opts:?}");
+    }
 }

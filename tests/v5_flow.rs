@@ -223,3 +223,27 @@ fn rumqttc_v5_with_a_small_maximum_packet_size_is_never_sent_a_larger_packet() {
         (&b"size/small"[..], &b"fits"[..])
     );
 }
+
+/// Makes an acknowledgement packet of one kind.
+type AckOf = fn(Ack) -> Packet;
+
+#[test]
+fn acknowledgement_of_the_wrong_kind_for_a_packet_id_in_flight_gets_disconnect_0x82() {
+    let broker = start_broker(|_| {});
+    let wrong_kind: [(QoS, AckOf); 3] = [
+        (QoS::AtLeastOnce, Packet::PubRec),
+        (QoS::AtLeastOnce, Packet::PubComp),
+        (QoS::ExactlyOnce, Packet::PubAck),
+    ];
+    for (qos, wrong) in wrong_kind {
+        let mut subscriber = RawClient::connected(broker.addr, ConnectOpts::v5("wrong-ack"));
+        subscriber.subscribe(&[("inflight", qos)]);
+        let mut publisher = RawClient::connected(broker.addr, ConnectOpts::v5("wrong-ack-pub"));
+        publisher.publish("inflight", b"x", qos, false);
+        let publish = subscriber.recv_publish_no_ack();
+        let id = publish.packet_id.expect("QoS > 0 has a packet id");
+        subscriber.send(&wrong(Ack::new(id)));
+        // [MQTT-4.3.2] [MQTT-4.3.3]: the other QoS's ack is a Protocol Error (4.13).
+        subscriber.expect_disconnect(ReasonCode::PROTOCOL_ERROR);
+    }
+}

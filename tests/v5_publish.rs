@@ -533,3 +533,17 @@ fn puback_says_no_matching_subscribers() {
     assert_eq!(ack.code, ReasonCode::SUCCESS);
     assert_eq!(text(&far.recv_publish()), "y");
 }
+
+#[test]
+fn control_characters_in_a_topic_name_get_disconnect_0x90() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v5("ctl-topic"));
+    client.send(&Packet::Publish(make_publish(
+        "a\u{1}b",
+        b"x",
+        QoS::AtMostOnce,
+        false,
+    )));
+    // 1.5.4: SHOULD NOT contain control characters; refused by default with 0x90.
+    client.expect_disconnect(ReasonCode::TOPIC_NAME_INVALID);
+}

@@ -13,7 +13,8 @@ use common::{
     ConnectOpts, RawClient, CLOSE_TIMEOUT,
 };
 use ringmq::codec::{
-    Packet, Properties, Publish, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    ByteStr, Packet, Properties, Publish, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    Unsubscribe,
 };
 
 fn options(qos: QoS) -> SubscriptionOptions {
@@ -410,4 +411,37 @@ fn rumqttc_v5_no_local_and_subscription_identifier() {
     assert_eq!(&got.payload[..], b"theirs");
     let ids = got.properties.map(|p| p.subscription_identifiers);
     assert_eq!(ids, Some(vec![5]));
+}
+
+#[test]
+fn unsubscribe_with_an_empty_topic_filter_gets_disconnect_0x82() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v5("unsub-empty"));
+    client.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: common::packet_id(7),
+        properties: Properties::default(),
+        filters: vec![ByteStr::from("")],
+    }));
+    // [MQTT-4.7.3-1]: a filter is at least one character. The UNSUBSCRIBE parses, so this is
+    // a Protocol Error, not a Malformed Packet (4.13); 0x8F in UNSUBACK is for filters that
+    // are "correctly formed" but refused.
+    client.expect_disconnect(ReasonCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn control_characters_in_topic_filters_get_0x8f_in_suback_and_unsuback() {
+    let broker = start_broker(|_| {});
+    let mut client = RawClient::connected(broker.addr, ConnectOpts::v5("ctl-filter"));
+    // 1.5.4: SHOULD NOT contain control characters. The filter is correctly formed but refused
+    // by this server: exactly what 0x8F Topic Filter invalid says (3.9.3, 3.11.3).
+    let ack = client.subscribe(&[("ok", QoS::AtMostOnce), ("a/\u{1B}", QoS::AtMostOnce)]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::GRANTED_QOS_0, ReasonCode::TOPIC_FILTER_INVALID]
+    );
+    let ack = client.unsubscribe(&["ok", "a/\u{1B}"]);
+    assert_eq!(
+        ack.codes,
+        vec![ReasonCode::SUCCESS, ReasonCode::TOPIC_FILTER_INVALID]
+    );
 }

@@ -94,7 +94,8 @@ pub fn check(buf: &[u8], packet_size_max: u32) -> Result<Frame, DecodeError> {
     })
 }
 
-/// Checks the packet type and the fixed-header flags [MQTT-2.2.2-1] [MQTT-2.2.2-2].
+/// Checks the packet type and the fixed-header flags [MQTT-2.2.2-1] [MQTT-2.2.2-2], except
+/// CONNECT's, which depend on the protocol level.
 fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
     let packet_type = first_byte >> 4;
     let flags = first_byte & 0x0F;
@@ -113,6 +114,9 @@ fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
             }
             Ok(())
         }
+        // CONNECT's flags are reserved in 3.1.1 and 5.0 but undefined in 3.1, which only the
+        // protocol level in the body tells apart: `decode_connect` checks them.
+        1 => Ok(()),
         // [MQTT-3.6.1-1] [MQTT-3.8.1-1] [MQTT-3.10.1-1] PUBREL, SUBSCRIBE, UNSUBSCRIBE: 0b0010.
         6 | 8 | 10 if flags == 0b0010 => Ok(()),
         6 | 8 | 10 => Err(invalid),
@@ -144,7 +148,10 @@ pub fn decode(
     let mut r = Reader::new(body);
     let packet = parse(first_byte, &mut r, version)?;
     // Every parser stops after its last field; what is left is not part of any field.
-    r.finish()?;
+    r.finish().map_err(|error| match &packet {
+        Packet::Connect(connect) => DecodeError::in_connect(connect.protocol, error),
+        _ => error,
+    })?;
     Ok(Decoded::Packet(packet))
 }
 
@@ -152,7 +159,7 @@ pub fn decode(
 fn parse(first_byte: u8, r: &mut Reader, version: ProtocolVersion) -> Result<Packet, DecodeError> {
     let flags = first_byte & 0x0F;
     Ok(match first_byte >> 4 {
-        1 => Packet::Connect(Box::new(decode_connect(r)?)),
+        1 => Packet::Connect(Box::new(decode_connect(r, flags)?)),
         2 => Packet::ConnAck(decode_connack(r, version)?),
         3 => Packet::Publish(decode_publish(r, flags, version)?),
         4 => Packet::PubAck(decode_ack(r, PacketKind::PubAck, version)?),

@@ -22,8 +22,9 @@ struct ConnectFlags {
 
 impl ConnectFlags {
     fn parse(byte: u8, protocol: ProtocolVersion) -> Result<ConnectFlags, DecodeError> {
-        if byte & 0x01 != 0 {
-            // [MQTT-3.1.2-3] the reserved flag must be 0.
+        if byte & 0x01 != 0 && protocol != ProtocolVersion::V3_1 {
+            // [MQTT-3.1.2-3] the reserved flag must be 0. 3.1 did not define the bit, and
+            // legacy 3.1 clients that set it connect to mosquitto, so they connect here.
             return Err(DecodeError::ConnectReservedFlag);
         }
         let will = byte & 0x04 != 0;
@@ -53,9 +54,29 @@ impl ConnectFlags {
     }
 }
 
-/// Decodes a CONNECT body.
-pub(crate) fn decode_connect(r: &mut Reader) -> Result<Connect, DecodeError> {
+/// Decodes a CONNECT body; `fixed_flags` are the low four bits of its first byte. Once the
+/// level is known every error carries it ([`DecodeError::InConnect`]): it decides whether the
+/// refusal is a CONNACK (5.0) or a bare close (3.x).
+pub(crate) fn decode_connect(r: &mut Reader, fixed_flags: u8) -> Result<Connect, DecodeError> {
     let protocol = protocol_version(r)?;
+    decode_at_level(r, fixed_flags, protocol)
+        .map_err(|error| DecodeError::in_connect(protocol, error))
+}
+
+/// Everything after the Protocol Level, parsed at that level.
+fn decode_at_level(
+    r: &mut Reader,
+    fixed_flags: u8,
+    protocol: ProtocolVersion,
+) -> Result<Connect, DecodeError> {
+    if fixed_flags != 0 && protocol != ProtocolVersion::V3_1 {
+        // [MQTT-2.2.2-2] CONNECT's fixed-header flags are reserved (0000) in 3.1.1 and 5.0;
+        // 3.1 did not define them, so legacy clients' stray bits are let through.
+        return Err(DecodeError::InvalidFlags {
+            packet_type: 1,
+            flags: fixed_flags,
+        });
+    }
     let flags = ConnectFlags::parse(r.u8()?, protocol)?;
     let keep_alive_s = r.u16()?;
     let properties = if protocol.is_v5() {

@@ -1,5 +1,6 @@
 //! Codec errors. Each is a peer's mistake: the session answers it with a reason code or a close.
 
+use super::packet::ProtocolVersion;
 use super::properties::PropertyId;
 use super::reason::ReasonCode;
 
@@ -59,12 +60,21 @@ pub enum DecodeError {
     /// CONNACK acknowledge flags with a reserved bit (1..=7) set [MQTT-3.2.2.1].
     #[error("invalid CONNACK acknowledge flags 0x{0:02X}")]
     InvalidConnAckFlags(u8),
+    /// A CONNECT that named a protocol level and then failed: the level says how the server
+    /// answers (5.0: CONNACK with `error`'s reason code; 3.x: a close [MQTT-3.1.4-1]). Errors
+    /// in the protocol name or level themselves are not wrapped: there is no level to answer at.
+    #[error("CONNECT at protocol level {}: {error}", protocol.level())]
+    InConnect {
+        protocol: ProtocolVersion,
+        error: Box<DecodeError>,
+    },
 }
 
 impl DecodeError {
     /// The MQTT 5.0 reason code a server sends in CONNACK or DISCONNECT for this error.
     pub fn reason_code(&self) -> ReasonCode {
         match self {
+            DecodeError::InConnect { error, .. } => error.reason_code(),
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName(_) => {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
@@ -73,12 +83,41 @@ impl DecodeError {
             DecodeError::InvalidPropertyValue(id) if *id == PropertyId::TopicAlias as u8 => {
                 ReasonCode::TOPIC_ALIAS_INVALID
             }
-            DecodeError::UnknownProperty(_)
-            | DecodeError::PropertyNotAllowed(_)
-            | DecodeError::DuplicateProperty(_)
+            // 2.2.2.2: an identifier not valid for the packet type is a Malformed Packet.
+            DecodeError::UnknownProperty(_) | DecodeError::PropertyNotAllowed(_) => {
+                ReasonCode::MALFORMED_PACKET
+            }
+            // 2.2.2.2 and each property's section: a repeat, or a value the property does not
+            // allow (Receive Maximum 0, a flag of 2), is a Protocol Error.
+            DecodeError::DuplicateProperty(_)
             | DecodeError::InvalidPropertyValue(_)
             | DecodeError::NotValidForVersion(..) => ReasonCode::PROTOCOL_ERROR,
             _ => ReasonCode::MALFORMED_PACKET,
+        }
+    }
+
+    /// Wraps an error found in a CONNECT after its protocol level was read.
+    pub(crate) fn in_connect(protocol: ProtocolVersion, error: DecodeError) -> DecodeError {
+        DecodeError::InConnect {
+            protocol,
+            error: Box::new(error),
+        }
+    }
+
+    /// The level of a CONNECT that failed after naming it, so that its refusal can be encoded
+    /// at that level; `None` for every other error.
+    pub fn connect_protocol(&self) -> Option<ProtocolVersion> {
+        match self {
+            DecodeError::InConnect { protocol, .. } => Some(*protocol),
+            _ => None,
+        }
+    }
+
+    /// The error without its CONNECT context.
+    pub fn root(&self) -> &DecodeError {
+        match self {
+            DecodeError::InConnect { error, .. } => error.root(),
+            other => other,
         }
     }
 }

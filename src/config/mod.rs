@@ -544,6 +544,12 @@ mod tests {
             SharedStrategy::HashClientId
         );
         assert_eq!(config.auth.scram_sha256["alice"], "secret");
+        assert!(
+            !config.protocol.allow_control_characters,
+            "refused by default"
+        );
+        let lenient = Config::from_toml("[protocol]\nallow_control_characters = true\n");
+        assert!(lenient.expect("valid").protocol.allow_control_characters);
         let err = Config::from_toml("[protocol]\nmaximum_qos = 3\n").expect_err("qos 3");
         assert!(err.to_string().contains("protocol.maximum_qos"), "{err}");
     }

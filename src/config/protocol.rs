@@ -60,6 +60,13 @@ pub struct ProtocolOptions {
     /// this prefix followed by the client id, a topic namespace the client may use for replies.
     /// Empty: never sent.
     pub response_information_prefix: String,
+    /// Whether client ids, user names, topic names and topic filters may contain control
+    /// characters (U+0001..U+001F, U+007F..U+009F). The standard says they SHOULD NOT and lets
+    /// the receiver refuse them (3.1.1 section 1.5.3, 5.0 section 1.5.4), so by default they
+    /// are refused: client id CONNACK 0x85 (3.x: 0x02), user name 0x86 (3.x: 0x04), will
+    /// topic 0x90 (3.x: closed), PUBLISH DISCONNECT 0x90 (3.x: closed), SUBSCRIBE SUBACK 0x8F
+    /// (3.x: 0x80), UNSUBSCRIBE UNSUBACK 0x8F (3.x: closed). On: accepted as any character.
+    pub allow_control_characters: bool,
 }
 
 impl Default for ProtocolOptions {
@@ -76,6 +83,7 @@ impl Default for ProtocolOptions {
             shared_strategy: SharedStrategy::RoundRobin,
             session_expiry_max_s: u32::MAX,
             response_information_prefix: "reply/".into(),
+            allow_control_characters: false,
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::codec::{ByteStr, Connect, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::config::{Limits, ProtocolOptions};
-use crate::topic::TopicName;
+use crate::topic::{has_control_characters, TopicName};
 
 /// A CONNECT that passed every check, ready for the shard to attach to a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,10 @@ impl Default for ClientIdGenerator {
     }
 }
 
+/// A refusal before the level is attached: the CONNACK code (`None`: close without one) and
+/// why.
+type Refusal = (Option<ReasonCode>, &'static str);
+
 /// Checks the CONNECT rules that do not depend on other sessions.
 pub fn validate_connect(
     connect: Connect,
@@ -91,41 +95,23 @@ pub fn validate_connect(
     ids: &mut ClientIdGenerator,
 ) -> Result<ConnectParams, ConnectRefused> {
     let version = connect.protocol;
-    let refuse = |code: ReasonCode, why: &'static str| ConnectRefused {
-        code: Some(code),
-        version,
-        why,
-    };
-    let mut client_id = connect.client_id;
-    let mut client_id_assigned = false;
-    if client_id.is_empty() {
-        match version {
-            // 3.1 requires 1..=23 characters; an empty id is refused with 0x02.
-            ProtocolVersion::V3_1 => {
-                return Err(refuse(
-                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client id",
-                ))
-            }
-            // [MQTT-3.1.3-8]: empty id without clean session gets 0x02 and a close.
-            ProtocolVersion::V3_1_1 if !connect.clean_start => {
-                return Err(refuse(
-                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client id without clean session",
-                ))
-            }
-            // [MQTT-3.1.3-6]/[MQTT-3.1.3-7]; 5.0 allows it with any Clean Start.
-            _ => {
-                client_id = ids.next_id();
-                client_id_assigned = true;
-            }
-        }
-    }
-    if client_id.len() > usize::from(limits.client_id_len_max) {
-        return Err(refuse(
-            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-            "client id too long",
-        ));
+    let refuse = |(code, why): Refusal| ConnectRefused { code, version, why };
+    check_properties(&connect.properties).map_err(refuse)?;
+    let (client_id, client_id_assigned) =
+        client_id(&connect, limits, protocol, ids).map_err(refuse)?;
+    let refuses_controls = !protocol.allow_control_characters;
+    if refuses_controls
+        && connect
+            .username
+            .as_ref()
+            .is_some_and(|u| has_control_characters(u.as_str()))
+    {
+        // 1.5.4: SHOULD NOT; the user name is not accepted: 0x86 (3.x: 0x04), the code for
+        // exactly that. The packet parses, so not 0x81.
+        return Err(refuse((
+            Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            "control character in the user name",
+        )));
     }
     let keep_alive_max = protocol.keep_alive_max_s;
     let mut keep_alive_s = connect.keep_alive_s;
@@ -136,10 +122,10 @@ pub fn validate_connect(
         server_keep_alive_s = Some(keep_alive_max);
     } else if keep_alive_s > keep_alive_max {
         // 3.x cannot be told a different keep-alive: refuse, as mosquitto's `max_keepalive`.
-        return Err(refuse(
-            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+        return Err(refuse((
+            Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
             "keep-alive above keep_alive_max_s",
-        ));
+        )));
     }
     let requested_expiry_s = match version {
         ProtocolVersion::V5 => connect.properties.session_expiry_interval_s.unwrap_or(0),
@@ -147,25 +133,9 @@ pub fn validate_connect(
         _ => u32::MAX,
     };
     let session_expiry_s = requested_expiry_s.min(protocol.session_expiry_max_s);
-    if let Some(will) = &connect.will {
-        check_will(will, protocol).map_err(|(code, why)| refuse(code, why))?;
-    }
     let will = match connect.will {
         None => None,
-        Some(will) => match TopicName::new(will.topic.clone()) {
-            Ok(topic) => Some(ValidWill { topic, will }),
-            // 5.0 has a CONNACK code for it; 3.x has none, so the connection is just closed.
-            Err(_) if version.is_v5() => {
-                return Err(refuse(ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"))
-            }
-            Err(_) => {
-                return Err(ConnectRefused {
-                    code: None,
-                    version,
-                    why: "invalid will topic",
-                })
-            }
-        },
+        Some(will) => Some(check_will(will, version, protocol).map_err(refuse)?),
     };
     Ok(ConnectParams {
         version,
@@ -183,18 +153,91 @@ pub fn validate_connect(
     })
 }
 
-/// The will rules that depend on what the server announced [MQTT-3.2.2-12]/[MQTT-3.2.2-13],
-/// and 5.0's payload format check.
-fn check_will(will: &Will, protocol: &ProtocolOptions) -> Result<(), (ReasonCode, &'static str)> {
+/// The 5.0 CONNECT property rules between properties (each one alone was checked by the
+/// codec). Empty for 3.x, which has no properties.
+fn check_properties(properties: &Properties) -> Result<(), Refusal> {
+    if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+        // 3.1.2.11.10: Authentication Data without Authentication Method is a Protocol Error.
+        return Err((
+            Some(ReasonCode::PROTOCOL_ERROR),
+            "authentication data without an authentication method",
+        ));
+    }
+    Ok(())
+}
+
+/// The client id to use, and whether the broker made it up.
+fn client_id(
+    connect: &Connect,
+    limits: &Limits,
+    protocol: &ProtocolOptions,
+    ids: &mut ClientIdGenerator,
+) -> Result<(ByteStr, bool), Refusal> {
+    let invalid = |why| Err((Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID), why));
+    let client_id = &connect.client_id;
+    if client_id.is_empty() {
+        return match connect.protocol {
+            // 3.1 requires 1..=23 characters; an empty id is refused with 0x02.
+            ProtocolVersion::V3_1 => invalid("empty client id"),
+            // [MQTT-3.1.3-8]: empty id without clean session gets 0x02 and a close.
+            ProtocolVersion::V3_1_1 if !connect.clean_start => {
+                invalid("empty client id without clean session")
+            }
+            // [MQTT-3.1.3-6]/[MQTT-3.1.3-7]; 5.0 allows it with any Clean Start.
+            _ => Ok((ids.next_id(), true)),
+        };
+    }
+    if client_id.len() > usize::from(limits.client_id_len_max) {
+        // [MQTT-3.1.3-5] the server may refuse a long id: 0x85 (3.x: 0x02).
+        return invalid("client id too long");
+    }
+    if !protocol.allow_control_characters && has_control_characters(client_id.as_str()) {
+        // 1.5.4: SHOULD NOT, and the server may refuse: "a valid string but not allowed by
+        // the Server" is 0x85 (3.x: 0x02 identifier rejected).
+        return invalid("control character in the client id");
+    }
+    Ok((client_id.clone(), false))
+}
+
+/// The will's topic names, then the rules that depend on what the server announced
+/// [MQTT-3.2.2-12]/[MQTT-3.2.2-13], and 5.0's payload format check.
+fn check_will(
+    will: Will,
+    version: ProtocolVersion,
+    protocol: &ProtocolOptions,
+) -> Result<ValidWill, Refusal> {
+    let controls =
+        !protocol.allow_control_characters && has_control_characters(will.topic.as_str());
+    let topic = match TopicName::new(will.topic.clone()) {
+        // 1.5.4: control characters SHOULD NOT be used; refused like any other will topic the
+        // server does not accept.
+        Ok(topic) if !controls => topic,
+        // 5.0 has a CONNACK code for it; 3.x has none, so the connection is just closed.
+        _ => {
+            let code = version.is_v5().then_some(ReasonCode::TOPIC_NAME_INVALID);
+            return Err((code, "invalid will topic"));
+        }
+    };
+    if let Some(response_topic) = &will.properties.response_topic {
+        // A Response Topic is a topic name: at least one character [MQTT-4.7.3-1] and no
+        // wildcards [MQTT-3.3.2-14]. The CONNECT parses, so breaking that is a Protocol
+        // Error (4.13), not a Malformed Packet; 0x90 is reserved for the Will Topic itself.
+        if TopicName::new(response_topic.clone()).is_err() {
+            return Err((
+                Some(ReasonCode::PROTOCOL_ERROR),
+                "invalid will response topic",
+            ));
+        }
+    }
     if will.qos as u8 > protocol.maximum_qos {
         return Err((
-            ReasonCode::QOS_NOT_SUPPORTED,
+            Some(ReasonCode::QOS_NOT_SUPPORTED),
             "will QoS above the maximum QoS",
         ));
     }
     if will.retain && !protocol.retain_available {
         return Err((
-            ReasonCode::RETAIN_NOT_SUPPORTED,
+            Some(ReasonCode::RETAIN_NOT_SUPPORTED),
             "retained will while retain is off",
         ));
     }
@@ -202,11 +245,11 @@ fn check_will(will: &Will, protocol: &ProtocolOptions) -> Result<(), (ReasonCode
         && std::str::from_utf8(&will.payload).is_err()
     {
         return Err((
-            ReasonCode::PAYLOAD_FORMAT_INVALID,
+            Some(ReasonCode::PAYLOAD_FORMAT_INVALID),
             "will payload is not UTF-8",
         ));
     }
-    Ok(())
+    Ok(ValidWill { topic, will })
 }
 
 /// CONNACK's properties for an accepted 5.0 client: everything the server limits, so that the

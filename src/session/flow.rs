@@ -13,7 +13,7 @@ use crate::codec::{
     Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::config::{Limits, ProtocolOptions};
-use crate::topic::SubscriptionFilter;
+use crate::topic::{has_control_characters, SubscriptionFilter, TopicError};
 
 use super::{
     write_packet, Action, Awaiting, Message, Reply, Rules, Session, Subscription, Violation,
@@ -55,20 +55,17 @@ impl Session {
                 self.handle_publish(now, version, publish, out, actions, protocol)
             }
             Packet::PubAck(ack) => {
-                self.complete_outbound(ack, Awaiting::PubAck);
+                self.complete_outbound(ack, Awaiting::PubAck)?;
                 self.pump_queue(now, out, limits);
                 Ok(())
             }
-            Packet::PubRec(ack) => {
-                self.handle_pubrec(version, ack, out);
-                Ok(())
-            }
+            Packet::PubRec(ack) => self.handle_pubrec(version, ack, out),
             Packet::PubRel(ack) => {
                 self.handle_pubrel(version, ack, out);
                 Ok(())
             }
             Packet::PubComp(ack) => {
-                self.complete_outbound(ack, Awaiting::PubComp);
+                self.complete_outbound(ack, Awaiting::PubComp)?;
                 self.pump_queue(now, out, limits);
                 Ok(())
             }
@@ -76,8 +73,7 @@ impl Session {
                 self.handle_subscribe(version, subscribe, out, actions, limits, protocol, access)
             }
             Packet::Unsubscribe(unsubscribe) => {
-                self.handle_unsubscribe(version, unsubscribe, out, actions);
-                Ok(())
+                self.handle_unsubscribe(version, unsubscribe, out, actions, protocol)
             }
             Packet::PingReq => {
                 write_packet(out, version, &Packet::PingResp);
@@ -114,6 +110,13 @@ impl Session {
             return Err(Violation {
                 code: ReasonCode::RETAIN_NOT_SUPPORTED,
                 why: "retained PUBLISH while retain is not available",
+            });
+        }
+        if !protocol.allow_control_characters && has_control_characters(publish.topic.as_str()) {
+            // 1.5.4: SHOULD NOT, and the receiver may refuse: 0x90 (3.x: close).
+            return Err(Violation {
+                code: ReasonCode::TOPIC_NAME_INVALID,
+                why: "control character in the topic name",
             });
         }
         let link = self
@@ -203,7 +206,12 @@ impl Session {
         Ok(())
     }
 
-    fn handle_pubrec(&mut self, version: ProtocolVersion, ack: Ack, out: &mut Outbox) {
+    fn handle_pubrec(
+        &mut self,
+        version: ProtocolVersion,
+        ack: Ack,
+        out: &mut Outbox,
+    ) -> Result<(), Violation> {
         let mut rel = Ack::new(ack.packet_id);
         let found = self
             .inflight
@@ -214,15 +222,19 @@ impl Session {
                 if ack.code.is_error() {
                     // 5.0: an error PUBREC ends the flow; no PUBREL follows [MQTT-4.3.3-4].
                     self.inflight.retain(|o| o.packet_id != ack.packet_id);
-                    return;
+                    return Ok(());
                 }
                 entry.state = Awaiting::PubComp;
             }
             Some(entry) if entry.state == Awaiting::PubComp => {}
-            _ => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            // A QoS 1 message is answered by PUBACK alone [MQTT-4.3.2]: no duplicate or
+            // race makes it PUBREC.
+            Some(_) => return Err(violation("PUBREC for a QoS 1 message")),
+            None => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
         // [MQTT-4.3.3-3]: answer PUBREC with PUBREL carrying the same id.
         write_packet(out, version, &Packet::PubRel(rel));
+        Ok(())
     }
 
     /// Forgets an inbound QoS 2 id whose PUBREC refused the message (5.0, e.g. 0x87 Not
@@ -240,16 +252,30 @@ impl Session {
         write_packet(out, version, &Packet::PubComp(comp));
     }
 
-    /// Removes an acknowledged message from the window. An ack for an unknown id, or one in the
-    /// wrong state, is ignored: it is most likely a late duplicate.
-    fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) {
-        let found = self
+    /// Removes an acknowledged message from the window. An ack for an id not in flight is
+    /// ignored: it is most likely a late duplicate. So is PUBCOMP before PUBREC, the right
+    /// flow out of order. The other QoS's ack for an id in flight is a protocol violation: a
+    /// QoS 1 message is answered by PUBACK [MQTT-4.3.2], a QoS 2 one by PUBREC and PUBCOMP
+    /// [MQTT-4.3.3], and no duplicate or race mixes them up.
+    fn complete_outbound(&mut self, ack: Ack, expected: Awaiting) -> Result<(), Violation> {
+        let Some((index, state)) = self
             .inflight
             .iter()
-            .position(|o| o.packet_id == ack.packet_id && o.state == expected);
-        if let Some(index) = found {
+            .enumerate()
+            .find(|(_, o)| o.packet_id == ack.packet_id)
+            .map(|(index, o)| (index, o.state))
+        else {
+            return Ok(());
+        };
+        if state == expected {
             self.inflight.remove(index);
+        } else if (state == Awaiting::PubAck) != (expected == Awaiting::PubAck) {
+            return Err(violation(match expected {
+                Awaiting::PubAck => "PUBACK for a QoS 2 message",
+                _ => "PUBCOMP for a QoS 1 message",
+            }));
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -278,7 +304,7 @@ impl Session {
         }
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         for (raw, mut options) in subscribe.filters {
-            let filter = match SubscriptionFilter::parse(raw.clone()) {
+            let filter = match parse_filter(raw.clone(), protocol) {
                 Ok(f) => f,
                 Err(_) => {
                     codes.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -342,9 +368,31 @@ impl Session {
         unsubscribe: Unsubscribe,
         out: &mut Outbox,
         actions: &mut Vec<Action>,
-    ) {
+        protocol: &ProtocolOptions,
+    ) -> Result<(), Violation> {
+        if unsubscribe.filters.iter().any(|raw| raw.is_empty()) {
+            // [MQTT-4.7.3-1]: a filter is at least one character. Checked before anything is
+            // removed, so a refused UNSUBSCRIBE changes nothing. The packet parsed, so this is
+            // a Protocol Error (4.13), not a Malformed Packet.
+            return Err(violation("UNSUBSCRIBE with an empty topic filter"));
+        }
+        let refuses_controls = !protocol.allow_control_characters;
+        let has_controls =
+            |raw: &crate::codec::ByteStr| refuses_controls && has_control_characters(raw.as_str());
+        if version != ProtocolVersion::V5 && unsubscribe.filters.iter().any(has_controls) {
+            // 3.x UNSUBACK has no code to refuse a filter with, so 1.5.3's MAY close.
+            return Err(Violation {
+                code: ReasonCode::TOPIC_FILTER_INVALID,
+                why: "control character in a topic filter",
+            });
+        }
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for raw in unsubscribe.filters {
+            if has_controls(&raw) {
+                // 5.0 1.5.4: refused with 0x8F, "correctly formed but not allowed".
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             match self.subscriptions.remove(&raw) {
                 Some(subscription) => {
                     codes.push(ReasonCode::SUCCESS);
@@ -360,7 +408,20 @@ impl Session {
             codes,
         };
         write_packet(out, version, &Packet::UnsubAck(unsuback));
+        Ok(())
     }
+}
+
+/// A SUBSCRIBE topic filter, refused with the rules of `topic` and, unless allowed, for
+/// control characters (1.5.4: SHOULD NOT; SUBACK 0x8F, 3.x 0x80).
+fn parse_filter(
+    raw: crate::codec::ByteStr,
+    protocol: &ProtocolOptions,
+) -> Result<SubscriptionFilter, TopicError> {
+    if !protocol.allow_control_characters && has_control_characters(raw.as_str()) {
+        return Err(TopicError::ControlCharacter);
+    }
+    SubscriptionFilter::parse(raw)
 }
 
 /// The SUBSCRIBE features a server may turn off, and No Local on a shared subscription.

@@ -28,6 +28,8 @@ mod flow;
 mod lazy;
 mod link;
 mod message;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -181,6 +181,19 @@ impl Shard {
             self.end_connection(now, id, End::Refused);
             return;
         }
+        if let (ConnState::AwaitingConnect { .. }, Some(version)) =
+            (&conn.state, error.connect_protocol())
+        {
+            // 5.0 (3.2.2.2, 4.13): CONNACK with the reason, then close. 3.x has return codes
+            // only for the level and the client id, so a malformed CONNECT is closed without
+            // CONNACK [MQTT-3.1.4-1] [MQTT-3.2.2-4].
+            let refused = ConnectRefused {
+                code: version.is_v5().then(|| error.reason_code()),
+                version,
+                why: "malformed CONNECT",
+            };
+            return self.refuse(now, id, refused);
+        }
         self.end_connection(
             now,
             id,

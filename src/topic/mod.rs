@@ -57,6 +57,17 @@ pub const TOPIC_LEVELS_MAX: usize = 128;
 /// prefix [MQTT-4.7.3-3]. Checked again here because `ByteStr` can also come from `&str`.
 pub const TOPIC_LEN_MAX: usize = 65_535;
 
+/// Whether `text` contains a control character, U+0001..U+001F or U+007F..U+009F: code points
+/// a UTF-8 string SHOULD NOT contain (3.1.1 section 1.5.3, 5.0 section 1.5.4), which the
+/// receiver may refuse. U+0000 is not counted: it is never valid, and the codec refuses it.
+/// Not part of [`TopicName::new`]: whether to refuse them is the server's choice, made by the
+/// session (`protocol.allow_control_characters`), and it applies to client ids and user names
+/// as well.
+pub fn has_control_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}'))
+}
+
 /// Separates the levels of a topic name or filter (§4.7.1.1).
 pub const LEVEL_SEPARATOR: char = '/';
 

@@ -20,8 +20,12 @@ fn frame(first_byte: u8, body: &[u8]) -> Vec<u8> {
     wire
 }
 
+/// The error, without the CONNECT context (`connect_errors_carry_the_level` checks that).
 fn err(v: ProtocolVersion, first_byte: u8, body: &[u8]) -> DecodeError {
-    decode_one(&frame(first_byte, body), v).expect_err("malformed input must not decode")
+    decode_one(&frame(first_byte, body), v)
+        .expect_err("malformed input must not decode")
+        .root()
+        .clone()
 }
 
 /// A v5 CONNECT body for client id "c", with `flags` and the given property block.
@@ -101,7 +105,6 @@ fn invalid_fixed_header_flags() {
         (0x60, 6, 0),
         (0x80, 8, 0),
         (0xA0, 10, 0),
-        (0x12, 1, 2),
         (0xF2, 15, 2),
     ];
     for (first, packet_type, flags) in bad {
@@ -217,6 +220,74 @@ fn connect_reserved_flag() {
         err(V5, 0x10, &connect_v5(0x01, &[0x00])),
         DecodeError::ConnectReservedFlag
     );
+    // 3.1 did not define the bit: legacy clients that set it still connect.
+    let body = b"\x00\x06MQIsdp\x03\x03\x00\x3C\x00\x01c";
+    assert!(matches!(
+        decode_one(&frame(0x10, body), V31),
+        Ok(Packet::Connect(_))
+    ));
+}
+
+#[test]
+fn connect_errors_carry_the_level() {
+    // After the Protocol Level every CONNECT error says the level, so the server can answer
+    // a 5.0 client with a CONNACK reason code and close a 3.x client [MQTT-3.1.4-1].
+    let cases: [(&[u8], ProtocolVersion, DecodeError); 4] = [
+        (
+            b"\x00\x04MQTT\x04\x03\x00\x3C\x00\x01c",
+            V311,
+            DecodeError::ConnectReservedFlag,
+        ),
+        (
+            b"\x00\x04MQTT\x05\x02\x00\x3C\x03\x23\x00\x01\x00\x01c",
+            V5,
+            DecodeError::PropertyNotAllowed(0x23),
+        ),
+        (
+            b"\x00\x06MQIsdp\x03\x06\x00\x3C\x00\x01c",
+            V31,
+            DecodeError::Truncated,
+        ),
+        (
+            b"\x00\x04MQTT\x05\x02\x00\x3C\x00\x00\x01cX",
+            V5,
+            DecodeError::TrailingBytes(1),
+        ),
+    ];
+    for (body, protocol, root) in cases {
+        let e = decode_one(&frame(0x10, body), V311).expect_err("malformed");
+        assert_eq!(e.connect_protocol(), Some(protocol), "{e}");
+        assert_eq!(e.root(), &root);
+        assert_eq!(e.reason_code(), root.reason_code());
+    }
+    // Before the level there is none to carry.
+    let e = decode_one(&frame(0x10, b"\x00\x04MQTX\x04\x02\x00\x3C\x00\x01c"), V311);
+    assert_eq!(e.expect_err("malformed").connect_protocol(), None);
+}
+
+#[test]
+fn connect_fixed_header_flags() {
+    // [MQTT-2.2.2-2] reserved (0000) in 3.1.1 and 5.0; only the body's level tells, so
+    // `check` lets them through and `decode` refuses them.
+    assert!(matches!(
+        check(&[0x12, 0x00], u32::MAX),
+        Ok(Frame::Complete { .. })
+    ));
+    let expected = DecodeError::InvalidFlags {
+        packet_type: 1,
+        flags: 2,
+    };
+    assert_eq!(
+        err(V311, 0x12, b"\x00\x04MQTT\x04\x02\x00\x3C\x00\x01c"),
+        expected
+    );
+    assert_eq!(err(V5, 0x12, &connect_v5(0x02, &[0x00])), expected);
+    // 3.1 did not define them.
+    let body = b"\x00\x06MQIsdp\x03\x02\x00\x3C\x00\x01c";
+    assert!(matches!(
+        decode_one(&frame(0x1F, body), V31),
+        Ok(Packet::Connect(_))
+    ));
 }
 
 #[test]
@@ -556,6 +627,15 @@ fn reason_codes_for_session_answers() {
     assert_eq!(
         DecodeError::DuplicateProperty(1).reason_code(),
         ReasonCode::PROTOCOL_ERROR
+    );
+    // 2.2.2.2: an identifier not valid for its packet type is a Malformed Packet.
+    assert_eq!(
+        DecodeError::PropertyNotAllowed(0x23).reason_code(),
+        ReasonCode::MALFORMED_PACKET
+    );
+    assert_eq!(
+        DecodeError::UnknownProperty(0x04).reason_code(),
+        ReasonCode::MALFORMED_PACKET
     );
 }
 

@@ -185,6 +185,13 @@ impl ConnectOpts {
         self.props(|p| p.session_expiry_interval_s = Some(seconds))
     }
 
+    /// The CONNECT as bytes, for tests that flip bits the codec's types cannot express.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        codec::encode(&self.to_packet(), self.version, &mut out).expect("test CONNECT encodes");
+        out.to_vec()
+    }
+
     pub fn to_packet(&self) -> Packet {
         Packet::Connect(Box::new(Connect {
             protocol: self.version,
@@ -356,6 +363,25 @@ impl RawClient {
                 Ok(other) => {
                     panic!("expected the connection to close, but {other:?} arrived")
                 }
+            }
+        }
+    }
+
+    /// Asserts that the broker refuses a CONNECT: it closes within [`CLOSE_TIMEOUT`], after a
+    /// CONNACK (returned) or after nothing at all (`None`). Anything else fails the test.
+    pub fn expect_refused(&mut self) -> Option<ConnAck> {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut connack = None;
+        loop {
+            match self.read_packet(deadline) {
+                Err(NoPacket::Closed) => return connack,
+                Err(NoPacket::Timeout) => panic!("still open {CLOSE_TIMEOUT:?} after a refusal"),
+                Ok(Packet::ConnAck(c)) if connack.is_none() => {
+                    assert!(c.code.is_error(), "CONNECT accepted: {c:?}");
+                    assert!(!c.session_present, "refusal with session present");
+                    connack = Some(c);
+                }
+                Ok(other) => panic!("expected a refusal, but {other:?} arrived"),
             }
         }
     }
