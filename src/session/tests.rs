@@ -137,8 +137,11 @@ impl Attached {
             packet,
             &mut self.out,
             &mut actions,
-            &self.limits,
-            &self.protocol,
+            super::Rules {
+                limits: &self.limits,
+                protocol: &self.protocol,
+                access: &crate::auth::Access::open(),
+            },
         )
     }
 
