@@ -34,8 +34,9 @@ pub struct Limits {
     /// dropped and counted (`$SYS/broker/publish/messages/dropped`). Before that happens to an
     /// online client that is still acknowledging, flow control (`shard::flow`) pauses the
     /// publishers feeding it once its queue passes a quarter of this; messages already in the
-    /// mesh from a paused publisher on another shard may exceed it by `mesh_ring_capacity` +
-    /// `mesh_backlog_max` (what can be in flight between two shards).
+    /// mesh from paused publishers on other shards may exceed it by `mesh_ring_capacity` +
+    /// `mesh_backlog_max` per peer shard (what each can have in flight), because they were
+    /// already acknowledged to their publishers.
     pub queued_messages_max: u32,
     /// Bytes of encoded output buffered per connection before QoS 0 messages to it are dropped
     /// (counted). QoS 1/2 output is bounded by the inflight window instead.

@@ -65,15 +65,19 @@ impl FlowControl {
 
     /// The queue bound for the message being routed. A throttled publisher may still have
     /// messages in flight: one already decoded locally when the throttle came, or those already
-    /// in the mesh from another shard (its ring and its backlog). A congested queue may take up to
-    /// `mesh_ring_capacity + mesh_backlog_max` of those beyond `queued_messages_max` rather
-    /// than drop them: they were acknowledged to their publisher, and the sender's backlog,
-    /// not only the ring, may hold them (a bound of 4096 alone lost QoS 1 at 2 shards).
+    /// in the mesh from another shard (its ring and its backlog). They were acknowledged to
+    /// their publishers, so a congested queue takes them beyond `queued_messages_max` rather
+    /// than drop them: up to `mesh_ring_capacity + mesh_backlog_max` from *each* peer shard,
+    /// since every peer can have that much in flight at once (one peer's worth alone lost
+    /// 102 of 180 acknowledged messages with three publishing shards; a bound of 4096 alone
+    /// lost QoS 1 at 2 shards).
     pub(super) fn queue_max(&self, limits: &crate::config::Limits) -> usize {
         let max = limits.queued_messages_max as usize;
         match self.origin {
             Some(origin) if self.throttling.contains(&origin) => {
-                max + limits.mesh_ring_capacity as usize + limits.mesh_backlog_max as usize
+                let peers = self.throttled_by.len().saturating_sub(1).max(1);
+                let in_flight = limits.mesh_ring_capacity as usize + limits.mesh_backlog_max as usize;
+                max + peers * in_flight
             }
             _ => max,
         }

@@ -544,3 +544,38 @@ fn concurrent_retained_updates_converge_on_every_shard() {
         }
     }
 }
+
+/// The same with three publishing shards: each can have its ring and backlog in flight to the
+/// congested subscriber at once, so the allowance is per origin shard, not one peer's worth.
+#[test]
+fn a_congested_queue_takes_what_every_peer_has_in_flight() {
+    let limits = Limits {
+        inflight_max: 4,
+        queued_messages_max: 8,
+        mesh_ring_capacity: 2,
+        mesh_backlog_max: 64,
+        ..Limits::default()
+    };
+    let mut c = Cluster::new(4, limits);
+    let sub = c.subscribed(3, "sub", true, &[("t", QoS::AtLeastOnce)]);
+    let publishers: Vec<Client> = (0..3)
+        .map(|shard| c.connect(shard, &format!("pub{shard}"), true, None).0)
+        .collect();
+    for publisher in &publishers {
+        let mut buf = BytesMut::new();
+        for n in 1..=60u16 {
+            let packet = publish("t", &n.to_string(), QoS::AtLeastOnce, false, Some(n));
+            codec::encode(&packet, V4, &mut buf).expect("encodes");
+        }
+        c.shards[publisher.shard].handle_read(c.now, publisher.conn, &buf);
+    }
+    let mut received = 0;
+    let mut pending: Vec<codec::Publish> = publishes(&c.recv(sub).0).into_iter().cloned().collect();
+    while let Some(p) = pending.pop() {
+        received += 1;
+        c.send(sub, &Packet::PubAck(Ack::new(p.packet_id.expect("QoS 1"))));
+        pending.extend(publishes(&c.recv(sub).0).into_iter().cloned());
+    }
+    assert_eq!(c.shards[3].stats().publish_dropped, 0);
+    assert_eq!(received, 180, "every acknowledged publish arrives");
+}
