@@ -76,7 +76,8 @@ impl FlowControl {
         match self.origin {
             Some(origin) if self.throttling.contains(&origin) => {
                 let peers = self.throttled_by.len().saturating_sub(1).max(1);
-                let in_flight = limits.mesh_ring_capacity as usize + limits.mesh_backlog_max as usize;
+                let in_flight =
+                    limits.mesh_ring_capacity as usize + limits.mesh_backlog_max as usize;
                 max + peers * in_flight
             }
             _ => max,
