@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::codec::ByteStr;
-use crate::session::{Message, Session, SubParams};
+use crate::session::{Envelope, Message, Session, SubParams};
 use crate::topic::{RetainStamp, TopicFilter};
 
 use super::ShardId;
@@ -124,6 +124,25 @@ pub enum ShardMessage {
     },
     /// To the home shard: the sender no longer holds a session for this id.
     Released { client_id: ByteStr },
+    /// From the shard a session moved away from, to the shard it moved to: a delivery that
+    /// still matched the old shard's subscriptions (`shard/handoff.rs`).
+    Forwarded {
+        client_id: ByteStr,
+        envelope: Envelope,
+    },
+    /// To the shard a session moved away from: every peer knows the receiver's interest in
+    /// the session's subscriptions now; stop forwarding once the peers are fenced.
+    HandedOver { client_id: ByteStr },
+    /// From the shard a session moved away from, to every peer: answer `FenceAck` to the
+    /// sender, and `Fenced` to `to` (the session's new shard), after everything sent so far.
+    Fence { client_id: ByteStr, to: ShardId },
+    /// To the shard a session moved away from: nothing sent before this needs forwarding.
+    FenceAck { client_id: ByteStr },
+    /// To the shard a session moved to: nothing the sender sent before this can still arrive
+    /// twice (directly and forwarded).
+    Fenced { client_id: ByteStr },
+    /// To the shard a session moved to: the old shard forwards no more.
+    ForwardingDone { client_id: ByteStr },
     /// To shard 0, every `$SYS` interval.
     Stats {
         from: ShardId,

@@ -13,7 +13,7 @@ use crate::codec::{
     ByteStr, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
     ReasonCode,
 };
-use crate::mesh::{ConnRef, Handoff, ShardMessage};
+use crate::mesh::{ConnRef, Handoff, ShardId, ShardMessage};
 use crate::session::{
     validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply, Rules,
     Session, ValidWill,
@@ -290,7 +290,7 @@ impl Shard {
                 Handoff::Fresh
             }
             Some(_) if claimant.shard == self.id => Handoff::Kept,
-            Some(key) => Handoff::Moved(Box::new(self.drop_session(key))),
+            Some(key) => Handoff::Moved(Box::new(self.hand_off(key, claimant.shard))),
         };
         let granted = ShardMessage::Granted {
             client_id,
@@ -305,6 +305,7 @@ impl Shard {
     pub(super) fn on_granted(
         &mut self,
         now: Instant,
+        from: ShardId,
         client_id: ByteStr,
         conn: u64,
         handoff: Handoff,
@@ -323,8 +324,9 @@ impl Shard {
         let Some(params) = params else {
             let holds_session = match handoff {
                 Handoff::Moved(session) => {
-                    self.adopt_session(*session);
-                    true
+                    let key = self.adopt_session(*session);
+                    // The home hears `Settled` once the old holder stops forwarding.
+                    return self.adopted(now, key, from);
                 }
                 Handoff::Kept => self.clients.contains_key(&client_id),
                 Handoff::Fresh => false,
@@ -339,6 +341,7 @@ impl Shard {
             );
             return;
         };
+        let moved = matches!(handoff, Handoff::Moved(_));
         let (key, session_present) = match handoff {
             Handoff::Moved(session) if !params.clean_start => (self.adopt_session(*session), true),
             Handoff::Kept if !params.clean_start => match self.clients.get(&client_id) {
@@ -351,14 +354,16 @@ impl Shard {
         // A resumed session's subscriptions just became this shard's interest: hold CONNACK and
         // what follows until every peer knows, so nothing published after CONNACK is missed.
         self.hold_output(id);
-        self.send_to(
-            now,
-            home,
-            ShardMessage::Settled {
+        if moved {
+            // The home hears `Settled` once the old holder stops forwarding (`handoff.rs`).
+            self.adopted(now, key, from);
+        } else {
+            let settled = ShardMessage::Settled {
                 client_id,
                 holds_session: true,
-            },
-        );
+            };
+            self.send_to(now, home, settled);
+        }
         self.peers.resume_input(id);
         // Its reader paused while the CONNECT waited (`is_throttled`): read on.
         self.flow.resume_later(id);
@@ -535,6 +540,7 @@ impl Shard {
             // The slot may be reused by another session: leave no entry that names it.
             self.timers.remove(&(at, key));
         }
+        self.adoption_ended(key);
         for subscription in entry.session.subscriptions() {
             self.remove_subscription(key, &subscription.filter);
         }

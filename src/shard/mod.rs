@@ -36,6 +36,7 @@ mod auth;
 mod connect;
 pub mod driver;
 mod flow;
+mod handoff;
 mod log;
 mod peer;
 mod retain;
@@ -259,6 +260,8 @@ pub struct Shard {
     /// Reused per publish: matched subscribers before deduplication.
     matches: Vec<(SessionKey, SubParams)>,
     sys: sys::SysPublisher,
+    /// Sessions moving to or from this shard (`handoff.rs`).
+    handoffs: handoff::Handoffs,
     /// Per-kind budget for log lines a client can cause.
     log: log::LogLimiter,
     /// This shard's share of `connections_max` and `sessions_max` (`Limits` says why).
@@ -315,6 +318,7 @@ impl Shard {
             actions: Vec::new(),
             matches: Vec::new(),
             sys: sys::SysPublisher::new(now, sys_interval_s),
+            handoffs: Default::default(),
             log: log::LogLimiter::default(),
             conns_max,
             sessions_max,

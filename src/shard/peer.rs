@@ -249,7 +249,10 @@ impl Shard {
             } => self.on_shared_publish(
                 now, from, message, name, session, params, origin, publisher, hops,
             ),
-            ShardMessage::InterestAck { seq } => self.on_interest_ack(from, seq),
+            ShardMessage::InterestAck { seq } => {
+                self.on_interest_ack(from, seq);
+                self.check_handed_over(now);
+            }
             ShardMessage::Claim {
                 client_id,
                 conn,
@@ -264,12 +267,18 @@ impl Shard {
                 client_id,
                 conn,
                 handoff,
-            } => self.on_granted(now, client_id, conn, handoff),
+            } => self.on_granted(now, from, client_id, conn, handoff),
             ShardMessage::Settled {
                 client_id,
                 holds_session,
             } => self.on_settled(now, client_id, from, holds_session),
             ShardMessage::Released { client_id } => self.on_released(client_id, from),
+            handoff @ (ShardMessage::Forwarded { .. }
+            | ShardMessage::HandedOver { .. }
+            | ShardMessage::Fence { .. }
+            | ShardMessage::FenceAck { .. }
+            | ShardMessage::Fenced { .. }
+            | ShardMessage::ForwardingDone { .. }) => self.on_handoff(now, from, handoff),
             ShardMessage::Stats { from, snapshot } => self.peers.totals[from.index()] = *snapshot,
         }
     }

@@ -150,6 +150,9 @@ impl Shard {
 
     /// Hands one copy of a message to one session.
     pub(super) fn deliver_to(&mut self, now: Instant, key: SessionKey, envelope: Envelope) {
+        if !self.handoffs.is_idle() && self.handoff_took(key, &envelope) {
+            return;
+        }
         self.before_delivery(key);
         let queue_max = self.flow.queue_max(&self.limits);
         let entry = &mut self.sessions[key.0 as usize];
@@ -266,7 +269,7 @@ impl Shard {
     }
 
     /// Removes from the trie, keeping the peers' view of our interest current.
-    fn trie_remove(&mut self, key: SessionKey, filter: &TopicFilter) {
+    pub(super) fn trie_remove(&mut self, key: SessionKey, filter: &TopicFilter) {
         if self.trie.remove(filter, &key).is_some() {
             self.filter_refs_changed(filter, -1);
         }
