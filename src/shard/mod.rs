@@ -48,6 +48,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_invariants;
+#[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
 mod tests_mesh;
