@@ -12,14 +12,17 @@
 //! shard; a CONNECT beyond that gets 0x89 Server busy (3.1.1: 0x03), so a flood of password
 //! CONNECTs costs the verifier threads, never the routing.
 //!
-//! A successful check is remembered per user (a keyed SHA-256 of the password, never the
-//! password) until the policy is reloaded, so a client that reconnects with the same
-//! password connects without a verifier round trip. The cache holds at most
-//! `auth_cache_max` users per shard and starts afresh when full.
+//! Concurrent CONNECTs with the same user name and password share one check (devices that
+//! reconnect together after an outage often share credentials). A successful check is
+//! remembered per user (a keyed SHA-256 of the password, never the password) until the policy
+//! is reloaded, so a client that reconnects with the same password connects without a
+//! verifier round trip. The cache holds at most `auth_cache_max` users per shard and starts
+//! afresh when full.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use ahash::AHashMap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
@@ -31,7 +34,6 @@ use super::{ConnState, ConnectionId, Parked, SessionKey, Shard};
 
 /// A password check for the verifier threads.
 pub struct VerifyRequest {
-    pub conn: ConnectionId,
     pub file: Arc<crate::auth::passwd::PasswordFile>,
     pub username: ByteStr,
     pub password: Bytes,
@@ -56,7 +58,6 @@ impl VerifyRequest {
 
     fn answer(self, ok: bool) -> Verified {
         Verified {
-            conn: self.conn,
             ok,
             username: self.username,
             digest: self.digest,
@@ -67,7 +68,6 @@ impl VerifyRequest {
 
 /// The verifier's answer to a [`VerifyRequest`].
 pub struct Verified {
-    pub conn: ConnectionId,
     pub ok: bool,
     username: ByteStr,
     digest: [u8; 32],
@@ -78,10 +78,12 @@ pub struct Verified {
 pub(super) struct Verifications {
     /// Checks for the driver to hand to the verifier threads.
     outbox: Vec<VerifyRequest>,
-    /// Checks handed out and not yet answered; bounded by `auth_verify_queue_max`.
-    outstanding: u32,
+    /// Checks handed out and not yet answered, by user name and password digest, with the
+    /// connections waiting for each: a hundred devices that reconnect at once with the same
+    /// credentials cost one check, not a hundred. Bounded by `auth_verify_queue_max` checks.
+    waiting: AHashMap<(ByteStr, [u8; 32]), Vec<ConnectionId>>,
     /// User name -> keyed digest of the password that last verified.
-    cache: ahash::AHashMap<ByteStr, [u8; 32]>,
+    cache: AHashMap<ByteStr, [u8; 32]>,
     /// Random per shard, so the digests are useless outside this process.
     key: [u8; 32],
 }
@@ -94,8 +96,8 @@ impl Verifications {
         let _ = getrandom::fill(&mut key);
         Verifications {
             outbox: Vec::new(),
-            outstanding: 0,
-            cache: ahash::AHashMap::new(),
+            waiting: AHashMap::new(),
+            cache: AHashMap::new(),
             key,
         }
     }
@@ -169,59 +171,69 @@ impl Shard {
                 if self.verify.cache.get(&username) == Some(&digest) {
                     return self.claim_session(now, id, params);
                 }
-                if self.verify.outstanding >= self.limits.auth_verify_queue_max {
+                let version = params.version;
+                let parked = ConnState::Verifying {
+                    parked: Box::new(Parked { params, since: now }),
+                };
+                let check = (username, digest);
+                if let Some(waiters) = self.verify.waiting.get_mut(&check) {
+                    // The same credentials are being checked already: wait for that answer.
+                    waiters.push(id);
+                    self.conns[id.index as usize].state = parked;
+                    return;
+                }
+                if self.verify.waiting.len() >= self.limits.auth_verify_queue_max as usize {
                     self.stats.auth_busy += 1;
                     let refused = ConnectRefused {
                         code: Some(ReasonCode::SERVER_BUSY),
-                        version: params.version,
+                        version,
                         why: "auth_verify_queue_max password checks already waiting",
                     };
                     return self.refuse(now, id, refused);
                 }
-                self.verify.outstanding += 1;
+                self.verify.waiting.insert(check.clone(), vec![id]);
                 self.verify.outbox.push(VerifyRequest {
-                    conn: id,
                     file,
-                    username,
+                    username: check.0,
                     password,
-                    digest,
+                    digest: check.1,
                     generation: self.access.generation(),
                 });
-                self.conns[id.index as usize].state = ConnState::Verifying {
-                    parked: Box::new(Parked { params, since: now }),
-                };
+                self.conns[id.index as usize].state = parked;
             }
         }
     }
 
-    /// The verifier's answer for a connection parked in `Verifying`.
+    /// The verifier's answer, for every connection parked in `Verifying` on it.
     pub fn handle_verified(&mut self, now: Instant, verified: Verified) {
-        self.verify.outstanding = self.verify.outstanding.saturating_sub(1);
+        let check = (verified.username, verified.digest);
+        let waiters = self.verify.waiting.remove(&check).unwrap_or_default();
         if verified.ok && verified.generation == self.access.generation() {
             if self.verify.cache.len() >= self.limits.auth_cache_max as usize {
                 self.verify.cache.clear();
             }
             if self.limits.auth_cache_max > 0 {
-                self.verify.cache.insert(verified.username, verified.digest);
+                self.verify.cache.insert(check.0, check.1);
             }
         }
-        let id = verified.conn;
-        let params = match self.conn_mut(id) {
-            Some(conn) if matches!(conn.state, ConnState::Verifying { .. }) => {
-                match std::mem::replace(&mut conn.state, ConnState::Closing) {
-                    ConnState::Verifying { parked } => parked.params,
-                    _ => unreachable!("matched Verifying above"),
+        for id in waiters {
+            let params = match self.conn_mut(id) {
+                Some(conn) if matches!(conn.state, ConnState::Verifying { .. }) => {
+                    match std::mem::replace(&mut conn.state, ConnState::Closing) {
+                        ConnState::Verifying { parked } => parked.params,
+                        _ => unreachable!("matched Verifying above"),
+                    }
                 }
+                // The client went away while we checked.
+                _ => continue,
+            };
+            if verified.ok {
+                self.claim_session(now, id, params);
+            } else {
+                // Unknown user and wrong password alike: 0x86, 3.1.1 0x04.
+                let code = ReasonCode::BAD_USER_NAME_OR_PASSWORD;
+                self.refuse_access(now, id, params.version, code, "bad user name or password");
             }
-            // The client went away while we checked.
-            _ => return,
-        };
-        if verified.ok {
-            self.claim_session(now, id, params);
-        } else {
-            // Unknown user and wrong password alike: 0x86, 3.1.1 0x04.
-            let code = ReasonCode::BAD_USER_NAME_OR_PASSWORD;
-            self.refuse_access(now, id, params.version, code, "bad user name or password");
         }
     }
 

@@ -95,10 +95,10 @@ fn checks_beyond_auth_verify_queue_max_get_server_busy() {
         ..Limits::default()
     };
     let mut sim = sim(limits);
-    let waiting: Vec<_> = (0..2)
-        .map(|i| login(&mut sim, &format!("w{i}"), "secret"))
-        .collect();
-    let busy = login(&mut sim, "late", "secret");
+    // Two different passwords: two checks.
+    let good = login(&mut sim, "w0", "secret");
+    let bad = login(&mut sim, "w1", "guess");
+    let busy = login(&mut sim, "late", "another guess");
     // 3.1.1 reads 0x89 Server busy as 0x03 Server unavailable.
     assert_eq!(
         connack_code(&mut sim, busy),
@@ -109,12 +109,37 @@ fn checks_beyond_auth_verify_queue_max_get_server_busy() {
         let verified = request.verify();
         sim.shard.handle_verified(sim.now, verified);
     }
-    for id in waiting {
+    assert_eq!(connack_code(&mut sim, good), Some(ReasonCode::SUCCESS));
+    assert_eq!(
+        connack_code(&mut sim, bad),
+        Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+    );
+    // Room again once the answers came back; the good password is cached by now.
+    let _ = login(&mut sim, "again", "secret");
+    assert_eq!(requests(&mut sim).len(), 0);
+    let _ = login(&mut sim, "again2", "guess 2");
+    assert_eq!(requests(&mut sim).len(), 1);
+}
+
+/// A hundred devices reconnecting at once with the same credentials cost one check.
+#[test]
+fn concurrent_logins_with_the_same_credentials_share_one_check() {
+    let limits = Limits {
+        auth_verify_queue_max: 1,
+        ..Limits::default()
+    };
+    let mut sim = sim(limits);
+    let ids: Vec<_> = (0..100)
+        .map(|i| login(&mut sim, &format!("dev{i}"), "secret"))
+        .collect();
+    let mut pending = requests(&mut sim);
+    assert_eq!(pending.len(), 1, "one check for all of them");
+    assert_eq!(sim.shard.stats().auth_busy, 0);
+    let verified = pending.pop().expect("one").verify();
+    sim.shard.handle_verified(sim.now, verified);
+    for id in ids {
         assert_eq!(connack_code(&mut sim, id), Some(ReasonCode::SUCCESS));
     }
-    // Room again once the answers came back.
-    let _ = login(&mut sim, "again", "secret");
-    assert_eq!(requests(&mut sim).len(), 0, "cached by now");
 }
 
 #[test]
