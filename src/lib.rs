@@ -30,7 +30,11 @@
 //! | AUTH exchange, re-authentication | `shard/auth.rs` (methods in `auth/`) |
 //! | keep-alive | `session/mod.rs` (`keep_alive_expired`), checked by `Shard::handle_tick` |
 //! | take-over, session resume, wills, clean start | `shard/connect.rs` |
-//! | routing, overlapping subscriptions, retained store | `shard/route.rs` |
+//! | routing, overlapping subscriptions | `shard/route.rs` |
+//! | retained store, one order of updates on every shard | `shard/retain.rs` |
+//! | a session moving between shards without loss | `shard/handoff.rs` |
+//! | per-connection bounds: output limit pauses reads, close timeout, parked CONNECTs | `shard/mod.rs` (`process_input`, `handle_tick`), `shard/flow.rs` (`is_throttled`) |
+//! | rate-limited logs of client-caused events | `shard/log.rs` |
 //! | cross-shard: interest, client-id home, `$SYS` totals | `shard/peer.rs` |
 //! | `$SYS` topics | `shard/sys.rs` |
 //! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
