@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::codec::{self, Ack, Decoded, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::codec::{self, Ack, ByteStr, Decoded, Packet, ProtocolVersion, QoS, ReasonCode};
 use crate::config::Limits;
 
 use super::tests::{connect_packet, publish, publishes, subscribe, will};
@@ -686,4 +686,35 @@ fn a_message_reaching_a_moving_session_both_ways_is_delivered_once() {
     assert!(c.shards[old].handoffs.is_idle());
     assert!(c.shards[new].handoffs.is_idle());
     assert_eq!(c.shards[old].sessions.len(), 0);
+}
+
+/// A CONNECT waiting for its session is not read further, and gives up after CONNECT_TIMEOUT
+/// if the answer never comes (here: the home shard is stuck).
+#[test]
+fn a_connect_waiting_for_its_session_is_paused_and_times_out() {
+    let mut c = Cluster::new(3, Limits::default());
+    // A client id whose home is shard 2, connecting on shard 0, while shard 2 hears nothing.
+    let id = (0..)
+        .map(|n| format!("parked{n}"))
+        .find(|id| {
+            c.shards[0]
+                .peers
+                .home_of(&ByteStr::from(id.as_str()))
+                .index()
+                == 2
+        })
+        .expect("some id lives on shard 2");
+    let client = c.open(0);
+    let mut buf = BytesMut::new();
+    codec::encode(&connect_packet(&id, true, 0, None), V4, &mut buf).expect("encode");
+    codec::encode(&Packet::PingReq, V4, &mut buf).expect("encode");
+    c.shards[0].handle_read(c.now, client.conn, &buf);
+    assert!(
+        c.shards[0].is_throttled(client.conn),
+        "no more reads while the CONNECT waits"
+    );
+    c.now += super::CONNECT_TIMEOUT + std::time::Duration::from_secs(1);
+    c.shards[0].handle_tick(c.now);
+    let (_, closing) = c.shards[0].take_output(client.conn);
+    assert!(closing, "closed after CONNECT_TIMEOUT");
 }
