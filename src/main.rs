@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(ansi)
         .with_writer(writer)
         .init();
-    abort_on_panic();
+    ringmq::runtime::abort_on_panic();
     match ringmq::runtime::run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -47,18 +47,6 @@ fn main() -> std::process::ExitCode {
 
 /// Log lines waiting for the writer thread before new ones are dropped.
 const LOG_LINES_BUFFERED_MAX: usize = 64 * 1024;
-
-/// A panic on any thread ends the process: a shard that died would leave the others running
-/// against a dead peer (its rings filling, claims homed on it hanging), which is worse than a
-/// restart by the supervisor. The default hook has printed the panic to stderr by then.
-fn abort_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        eprintln!("ringmq: a thread panicked; aborting so that a supervisor restarts the broker");
-        std::process::abort();
-    }));
-}
 
 /// `ringmq passwd`: exit 0 on success, 1 with a message on stderr otherwise.
 fn passwd() -> std::process::ExitCode {

@@ -119,6 +119,19 @@ pub fn select_backend(choice: IoBackend) -> io::Result<Backend> {
     }
 }
 
+/// Makes a panic on any thread end the process (the broker binary calls this at start): a
+/// shard that died would leave the others running against a dead peer (its rings filling,
+/// claims homed on it hanging), which is worse than a restart by the supervisor. The default
+/// hook prints the panic to stderr first. Not for tests, which need a panic to fail one test.
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("ringmq: a thread panicked; aborting so that a supervisor restarts the broker");
+        std::process::abort();
+    }));
+}
+
 /// Hands memory the allocator holds but no longer uses back to the OS. The shard ticker calls
 /// it once a second on each shard thread.
 ///

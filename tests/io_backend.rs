@@ -266,3 +266,31 @@ fn sighup_reloads_the_acl_without_disconnecting_and_keeps_it_when_broken() {
     assert!(terminate(child).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A panic on one thread (a shard) ends the whole broker process, loudly, so that a supervisor
+/// restarts it instead of the other shards running on against a dead peer. Tested by running
+/// this test binary again as a child that installs the broker's hook and panics on a thread.
+#[test]
+fn a_panic_on_any_thread_aborts_the_process() {
+    if std::env::var_os("RINGMQ_PANIC_CHILD").is_some() {
+        ringmq::runtime::abort_on_panic();
+        let _ = std::thread::spawn(|| panic!("a shard thread dies")).join();
+        // Without the hook the panic stays in its thread and the process carries on.
+        std::thread::sleep(Duration::from_secs(3));
+        std::process::exit(0);
+    }
+    let output = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_panic_on_any_thread_aborts_the_process",
+            "--nocapture",
+        ])
+        .env("RINGMQ_PANIC_CHILD", "1")
+        .output()
+        .expect("run the child");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("a shard thread dies"), "{stderr}");
+    assert!(stderr.contains("supervisor restarts"), "{stderr}");
+}
