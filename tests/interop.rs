@@ -20,7 +20,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{start_broker, text, ConnectOpts, RawClient};
+use common::{start_broker, text, tool_ready, ConnectOpts, RawClient};
 use ringmq::codec::QoS;
 
 const INSTALL_MOSQUITTO: &str =
@@ -33,20 +33,6 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `mosquitto_sub` output format: topic, QoS, retain flag, payload.
 const FORMAT: &str = "%t %q %r %p";
-
-/// True if the tool can run; otherwise skips, or fails under `RINGMQ_REQUIRE_INTEROP=1`.
-fn tool_ready(what: &str, found: bool, install: &str) -> bool {
-    if found {
-        return true;
-    }
-    if std::env::var("RINGMQ_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "{what} is required (RINGMQ_REQUIRE_INTEROP=1) but missing; install it with: {install}"
-        );
-    }
-    println!("skipped: {what} not found; install it with: {install}");
-    false
-}
 
 /// Runs `program` quietly; `None` if it cannot be started at all.
 fn exit_status(program: &str, args: &[&str]) -> Option<std::process::ExitStatus> {
@@ -419,6 +405,12 @@ fn mosquitto_passwd(file: &std::path::Path, hash: &str, user: &str, password: &s
     );
 }
 
+/// Runs mosquitto_pub with `args` to its end, whatever its exit status.
+fn mosquitto_pub_status(args: &[String]) -> Option<std::process::ExitStatus> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    exit_status("mosquitto_pub", &args)
+}
+
 /// The files a mosquitto user already has, made by mosquitto's own tool, work unchanged: the
 /// password file (both the `$7$` default and the older `$6$`) and an ACL with a deny rule.
 fn mosquitto_files_work_unchanged(version: &str) {
@@ -484,46 +476,26 @@ fn mosquitto_files_work_unchanged(version: &str) {
         );
     }
     // dash may not write: 5.0 reports the 0x87 PUBACK as an error, 3.1.1 is acked silently.
-    let _ = exit_status(
-        "mosquitto_pub",
-        &broker_args(
-            broker.addr,
-            &[
-                "-V",
-                version,
-                "-u",
-                "dash",
-                "-P",
-                "d4sh",
-                "-q",
-                "1",
-                "-t",
-                "sensors/t3",
-                "-m",
-                "no",
-            ],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
-    );
-    mosquitto_pub(
-        broker.addr,
-        &[
-            "-V",
-            version,
-            "-u",
-            "sensor",
-            "-P",
-            "s3cret",
-            "-q",
-            "1",
-            "-t",
-            "sensors/t4",
-            "-m",
-            "last",
-        ],
-    );
+    let login = |user: &'static str, password: &'static str, topic: &'static str| {
+        let args = [
+            "-V", version, "-u", user, "-P", password, "-q", "1", "-t", topic, "-m", "x",
+        ];
+        broker_args(broker.addr, &args)
+    };
+    let _ = mosquitto_pub_status(&login("dash", "d4sh", "sensors/t3"));
+    let last = [
+        "-V",
+        version,
+        "-u",
+        "sensor",
+        "-P",
+        "s3cret",
+        "-q",
+        "1",
+        "-t",
+        "sensors/t4",
+    ];
+    mosquitto_pub(broker.addr, &[&last[..], &["-m", "last"]].concat());
     let lines = subscriber.finish();
     assert_eq!(
         lines,
@@ -535,27 +507,7 @@ fn mosquitto_files_work_unchanged(version: &str) {
         "{version}"
     );
     // A wrong password: mosquitto_pub is refused and says so.
-    let refused = exit_status(
-        "mosquitto_pub",
-        &broker_args(
-            broker.addr,
-            &[
-                "-V",
-                version,
-                "-u",
-                "sensor",
-                "-P",
-                "nope",
-                "-t",
-                "sensors/x",
-                "-m",
-                "x",
-            ],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
-    );
+    let refused = mosquitto_pub_status(&login("sensor", "nope", "sensors/x"));
     assert!(
         refused.is_some_and(|s| !s.success()),
         "{version}: wrong password accepted"

@@ -10,6 +10,9 @@
 //! in which case the test fails and says how to install the tool. Every process runs under a
 //! deadline and is killed when it passes it or when its handle is dropped.
 
+mod common;
+
+use common::tool_ready;
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,20 +34,6 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long the broker may take to listen.
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// True if the tool can run; otherwise skips, or fails under `RINGMQ_REQUIRE_INTEROP=1`.
-fn tool_ready(what: &str, found: bool, install: &str) -> bool {
-    if found {
-        return true;
-    }
-    if std::env::var("RINGMQ_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "{what} is required (RINGMQ_REQUIRE_INTEROP=1) but missing; install it with: {install}"
-        );
-    }
-    println!("skipped: {what} not found; install it with: {install}");
-    false
-}
 
 /// True if `program` can be started at all (`--help` exits non-zero for these tools).
 fn starts(program: &str) -> bool {

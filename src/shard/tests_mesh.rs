@@ -581,6 +581,23 @@ fn a_congested_queue_takes_what_every_peer_has_in_flight() {
 }
 
 impl Cluster {
+    /// A persistent subscriber to `t` on shard 0 and a publisher on shard 2; the subscriber
+    /// comes back on shard 1, whose thread is slow: the old holder has handed the session over
+    /// and the publisher's shard has heard of it before shard 1 has said anything. Returns the
+    /// cluster, the new connection and the publisher.
+    fn session_in_move() -> (Cluster, Client, Client) {
+        let mut c = Cluster::new(3, Limits::default());
+        let sub = c.subscribed(0, "sub", false, &[("t", QoS::AtLeastOnce)]);
+        let (publisher, _) = c.connect(2, "pub", true, None);
+        c.close(sub);
+        let sub = c.open(1);
+        let mut buf = BytesMut::new();
+        codec::encode(&connect_packet("sub", false, 0, None), V4, &mut buf).expect("encode");
+        c.shards[1].handle_read(c.now, sub.conn, &buf);
+        c.settle_without(1);
+        (c, sub, publisher)
+    }
+
     /// Moves mesh messages until nothing moves, except that shard `held` reads nothing: what
     /// it already sent goes out, but it is slow to hear what the others say.
     fn settle_without(&mut self, held: usize) {
@@ -606,18 +623,8 @@ impl Cluster {
 /// (paho against 3 shards lost 4, 1 and 0 of ~13,700 acknowledged messages this way).
 #[test]
 fn a_session_moving_between_shards_misses_nothing_acknowledged() {
-    let mut c = Cluster::new(3, Limits::default());
-    let (old, new, publisher_shard) = (0, 1, 2);
-    let sub = c.subscribed(old, "sub", false, &[("t", QoS::AtLeastOnce)]);
-    let (publisher, _) = c.connect(publisher_shard, "pub", true, None);
-    c.close(sub);
-    // The client comes back on `new`, whose thread is slow: the old holder hands the session
-    // over and the publisher's shard hears of it before `new` has said anything.
-    let sub = c.open(new);
-    let mut buf = BytesMut::new();
-    codec::encode(&connect_packet("sub", false, 0, None), V4, &mut buf).expect("encode");
-    c.shards[new].handle_read(c.now, sub.conn, &buf);
-    c.settle_without(new);
+    let (mut c, sub, publisher) = Cluster::session_in_move();
+    let publisher_shard = publisher.shard;
     let mut buf = BytesMut::new();
     codec::encode(
         &publish("t", "in the gap", QoS::AtLeastOnce, false, Some(1)),
@@ -656,16 +663,8 @@ impl Cluster {
 /// old one: it is delivered once.
 #[test]
 fn a_message_reaching_a_moving_session_both_ways_is_delivered_once() {
-    let mut c = Cluster::new(3, Limits::default());
-    let (old, new, publisher_shard) = (0, 1, 2);
-    let sub = c.subscribed(old, "sub", false, &[("t", QoS::AtLeastOnce)]);
-    let (publisher, _) = c.connect(publisher_shard, "pub", true, None);
-    c.close(sub);
-    let sub = c.open(new);
-    let mut buf = BytesMut::new();
-    codec::encode(&connect_packet("sub", false, 0, None), V4, &mut buf).expect("encode");
-    c.shards[new].handle_read(c.now, sub.conn, &buf);
-    c.settle_without(new);
+    let (mut c, sub, publisher) = Cluster::session_in_move();
+    let (old, new, publisher_shard) = (0, sub.shard, publisher.shard);
     // The new shard adopts the session and the publisher's shard learns of it, while the old
     // one still forwards: a publish now goes both ways.
     c.pump_only(new);

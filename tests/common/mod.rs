@@ -734,3 +734,19 @@ pub fn make_publish_v5(topic: &str, payload: &[u8], qos: QoS, properties: Proper
         ..make_publish(topic, payload, qos, false)
     }
 }
+
+/// True if a third-party tool a test needs can run; otherwise the test skips (prints
+/// "skipped: ..."), or fails under `RINGMQ_REQUIRE_INTEROP=1` (as `tests/run.sh` sets) and says
+/// how to install the tool.
+pub fn tool_ready(what: &str, found: bool, install: &str) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var("RINGMQ_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!(
+            "{what} is required (RINGMQ_REQUIRE_INTEROP=1) but missing; install it with: {install}"
+        );
+    }
+    println!("skipped: {what} not found; install it with: {install}");
+    false
+}
