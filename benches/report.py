@@ -94,6 +94,21 @@ cargo bench --bench codec -- publish_qos1_1KiB     # one group
 Each file's `//!` header says what it measures and what the baseline is. The defaults are
 short (0.5 s warm-up, 2 s measurement per benchmark) to suit a 2-core machine; the mesh
 benchmark uses both cores, so run it on a quiet machine.
+
+## Access control, hardening and soak scripts
+
+Each prints its own results; curated runs are in `results/`.
+
+```sh
+benches/access        # CONNECT cost with $7$ passwords (cache on/off), publish latency during a
+                      # burst of 1,000 password CONNECTs, p2p QoS 0 CPU-s/M with a 1,001-rule ACL
+                      # against none (ringmq-loadgen compare); ~3 min -> results/access.md
+benches/non-readers   # RSS of a broker holding 1,000 clients that pipeline requests and never read
+benches/soak          # 15,000 churning connections on 3 shards for 3 minutes, then no leaked fds
+                      # or sessions and RSS within 10% of the post-warm-up baseline; ~5 min
+cargo bench --bench acl   # may_read/may_publish over 1,000 users and 10 patterns; baseline: a
+                          # mosquitto-style walk that builds a string per pattern
+```
 """
 
 
