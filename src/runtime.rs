@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use crate::auth::{Access, FileError};
 use crate::config::{Config, IoBackend};
+use crate::mesh::Endpoint;
 use crate::mesh::Published;
-use crate::mesh::{Endpoint, ShardMessage};
 use crate::shard::driver::{epoll, uring, Driver};
 use crate::shard::verifier::{ShardVerifier, VerifierPool};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMessage};
 
 /// Pending connections the kernel queues per listener before `accept`.
 pub const LISTEN_BACKLOG: i32 = 4096;
