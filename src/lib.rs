@@ -7,9 +7,9 @@
 //! | [`codec`] | wire format, sans-IO | framing, packet decode/encode, properties, reason codes |
 //! | [`topic`] | topic names, filters, the subscription trie, the retained store | wildcard rules, `$`-topics, matching |
 //! | [`session`] | one client's MQTT state machine, sans-IO | CONNECT rules, QoS flows, inflight window, keep-alive, offline queue |
-//! | [`shard`] | what one core owns: connections, sessions, trie | routing a publish, take-over, wills, retained, `$SYS`; `shard::driver` holds the awaits |
+//! | [`shard`] | what one core owns: connections, sessions, trie; [`shard::ShardMessage`], all one shard tells another | routing a publish, take-over, wills, retained, `$SYS`, the cross-shard protocol; `shard::driver` holds the awaits |
 //! | [`auth`] | access policy and MQTT 5 enhanced authentication, sans-IO: password file, ACL file, SCRAM-SHA-256 | who may connect, publish, subscribe, read |
-//! | [`mesh`] | the only cross-thread code: SPSC rings between shards, doorbells, `ShardMessage` | cross-shard protocol, backpressure |
+//! | [`mesh`] | the only cross-thread code, generic over what it carries: SPSC rings between shards, doorbells, the `Published` cell | ring sizes, backpressure, wake-ups |
 //! | [`metrics`] | counters each shard keeps | what `$SYS` reports |
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
 //! | [`runtime`] | threads, listeners, signals, I/O backend choice | start-up and shutdown |
@@ -38,7 +38,8 @@
 //! | cross-shard: interest, client-id home, `$SYS` totals | `shard/peer.rs` |
 //! | `$SYS` topics | `shard/sys.rs` |
 //! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
-//! | rings, doorbell, `ShardMessage` | `mesh/ring.rs`, `mesh/message.rs` |
+//! | rings, doorbell | `mesh/ring.rs` |
+//! | `ShardMessage`, the cross-shard protocol | `shard/message.rs` (handled in `shard/peer.rs`) |
 //! | enhanced authentication, SCRAM-SHA-256, user store | `auth/mod.rs`, `auth/scram.rs` |
 //! | anonymous clients, password CONNECT, the ACL decisions | `auth/access.rs` (files: `auth/passwd`, `auth/acl.rs`) |
 //! | password checks off the shard, ACL on publish/subscribe/delivery, reload | `shard/access.rs`, `shard/verifier.rs`, `runtime.rs` (`Broker::reload`, SIGHUP) |
@@ -47,10 +48,12 @@
 //!
 //! # Dependency rule
 //!
-//! `codec <- topic <- session <- shard -> mesh`, and `runtime -> shard, mesh`. `mesh` carries
-//! session types but never imports `shard`. `codec`, `topic` and `session` never import tokio,
-//! `shard` or `runtime`: they take bytes and `now` and return packets and actions, so every
-//! protocol rule is testable without a socket. `tests/tidy.rs` checks this rule.
+//! `codec <- topic <- session <- shard -> mesh`, and `runtime -> shard, mesh`. `mesh` is generic
+//! over what its rings carry and imports none of `codec`, `topic`, `session` or `shard`: the
+//! messages (`shard::ShardMessage`) belong to the shard that speaks them. `shard` never imports
+//! `runtime`. `codec`, `topic` and `session` never import tokio, `shard` or `runtime`: they take
+//! bytes and `now` and return packets and actions, so every protocol rule is testable without a
+//! socket. `tests/tidy.rs` checks this rule.
 
 pub mod auth;
 pub mod codec;

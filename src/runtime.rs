@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use crate::auth::{Access, FileError};
 use crate::config::{Config, IoBackend};
+use crate::mesh::Endpoint;
 use crate::mesh::Published;
-use crate::mesh::{Endpoint, ShardMessage};
 use crate::shard::driver::{epoll, uring, Driver};
 use crate::shard::verifier::{ShardVerifier, VerifierPool};
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMessage};
 
 /// Pending connections the kernel queues per listener before `accept`.
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -130,21 +130,6 @@ pub fn abort_on_panic() {
         eprintln!("ringmq: a thread panicked; aborting so that a supervisor restarts the broker");
         std::process::abort();
     }));
-}
-
-/// Hands memory the allocator holds but no longer uses back to the OS. The shard ticker calls
-/// it once a second on each shard thread.
-///
-/// mimalloc (the binary's allocator) returns freed pages only after a delay, and only when the
-/// thread next calls into it for some bigger request; a shard that goes quiet after a burst of
-/// connects (old hash tables, transient CONNECT state) would keep them resident indefinitely.
-/// Measured with 10,000 idle connections on one shard, 1 s after they connected: 1,111 ->
-/// 1,019 B of RSS per connection. The call visits the thread's pages, so it costs in
-/// proportion to the heap: microseconds at 10^4 connections. Without mimalloc as the global
-/// allocator (tests) it finds an empty heap and returns.
-pub fn release_freed_memory() {
-    // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 /// Creating a ring is what seccomp profiles and `kernel.io_uring_disabled` forbid, so a ring

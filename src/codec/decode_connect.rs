@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 
-use super::packet::{ByteStr, Connect, ProtocolVersion, QoS, Will};
+use super::bytestr::ByteStr;
+use super::packet::{Connect, ProtocolVersion, QoS, Will};
 use super::properties_codec::{decode_properties, PropertyContext};
 use super::reader::Reader;
 use super::{DecodeError, Properties};

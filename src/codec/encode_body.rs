@@ -4,9 +4,10 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::bytestr::ByteStr;
 use super::packet::{
-    Ack, ByteStr, ConnAck, Connect, Packet, ProtocolVersion, SubAck, Subscribe,
-    SubscriptionOptions, UnsubAck, Unsubscribe,
+    Ack, ConnAck, Connect, Packet, ProtocolVersion, SubAck, Subscribe, SubscriptionOptions,
+    UnsubAck, Unsubscribe,
 };
 use super::properties_codec::{properties_block_len, properties_len, put_properties};
 use super::reason::ReasonCode;

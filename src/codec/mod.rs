@@ -17,6 +17,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `packet`, `properties`, `reason`, `error` | the data types of the public API |
+//! | `bytestr` | [`ByteStr`], the zero-copy UTF-8 string both `packet` and `properties` hold |
 //! | `decode` | [`check`], [`decode`], dispatch by type, CONNACK, the PUBACK family, DISCONNECT, AUTH |
 //! | `decode_connect`, `decode_pubsub` | CONNECT; PUBLISH, SUBSCRIBE, UNSUBSCRIBE and their acks |
 //! | `encode`, `encode_body` | [`encode`], [`encoded_len`], the [`encode_publish`] hot path; other bodies |
@@ -24,6 +25,7 @@
 //! | `reason_check` | which 5.0 reason codes each packet may carry |
 //! | `reader`, `writer`, `varint` | bounds-checked field reads; length-prefixed writes; varints |
 
+mod bytestr;
 mod decode;
 mod decode_connect;
 mod decode_pubsub;
@@ -39,15 +41,16 @@ mod reason_check;
 mod varint;
 mod writer;
 
+pub use bytestr::ByteStr;
 pub use decode::{check, decode, Decoded, Frame};
 pub use encode::{
     encode, encode_publish, encode_publish_view, encoded_len, publish_view_len, PublishView,
 };
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Ack, Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind,
-    ProtocolVersion, Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
-    UnsubAck, Unsubscribe, Will,
+    Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketKind, ProtocolVersion,
+    Publish, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Will,
 };
 pub use properties::{Properties, PropertyId, PropertyValues};
 pub use reason::ReasonCode;

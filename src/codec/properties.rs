@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::packet::ByteStr;
+use super::bytestr::ByteStr;
 
 /// Every property identifier of MQTT 5.0, with its wire byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::packet::ByteStr;
+use super::bytestr::ByteStr;
 use super::properties::{Properties, PropertyId};
 use super::reader::Reader;
 use super::varint::{put_varint, varint_len, VARINT_MAX};

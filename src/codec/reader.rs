@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 
-use super::packet::{ByteStr, PacketId};
+use super::bytestr::ByteStr;
+use super::packet::PacketId;
 use super::varint::{read_varint, VarInt};
 use super::DecodeError;
 

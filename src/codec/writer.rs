@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::packet::ByteStr;
+use super::bytestr::ByteStr;
 use super::EncodeError;
 
 /// The wire size of a length-prefixed field of `len` bytes.

@@ -237,7 +237,7 @@ impl Config {
             .shards
             .saturating_mul(self.shards.saturating_sub(1))
             .max(1);
-        let slot = std::mem::size_of::<crate::mesh::ShardMessage>();
+        let slot = std::mem::size_of::<crate::shard::ShardMessage>();
         let fits = MESH_RING_BYTES_MAX / rings.saturating_mul(slot);
         let fits = u32::try_from(fits)
             .unwrap_or(u32::MAX)
@@ -250,7 +250,7 @@ impl Config {
         self.shards
             .saturating_mul(self.shards.saturating_sub(1))
             .saturating_mul(self.limits.mesh_ring_capacity as usize)
-            .saturating_mul(std::mem::size_of::<crate::mesh::ShardMessage>())
+            .saturating_mul(std::mem::size_of::<crate::shard::ShardMessage>())
     }
 
     /// Whether anonymous clients may connect: as configured, else only on loopback.

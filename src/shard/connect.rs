@@ -13,14 +13,17 @@ use crate::codec::{
     ByteStr, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
     ReasonCode,
 };
-use crate::mesh::{ConnRef, Handoff, ShardId, ShardMessage};
+use crate::mesh::ShardId;
 use crate::session::{
     validate_connect, write_packet, Action, ConnectParams, ConnectRefused, Message, Reply, Rules,
     Session, ValidWill,
 };
 
 use super::log::LogKind;
-use super::{ConnState, ConnectionId, End, Parked, SessionEntry, SessionKey, Shard};
+use super::{
+    ConnRef, ConnState, ConnectionId, End, Handoff, Parked, SessionEntry, SessionKey, Shard,
+    ShardMessage,
+};
 
 impl Shard {
     /// Acts on one decoded packet from a connection.
@@ -232,7 +235,7 @@ impl Shard {
         };
         let conn = ConnRef {
             shard: self.id,
-            conn: id.to_u64(),
+            conn: id,
         };
         let home = self.peers.home_of(&client_id);
         self.send_to(
@@ -307,10 +310,9 @@ impl Shard {
         now: Instant,
         from: ShardId,
         client_id: ByteStr,
-        conn: u64,
+        id: ConnectionId,
         handoff: Handoff,
     ) {
-        let id = super::ConnectionId::from_u64(conn);
         let params = match self.conn_mut(id) {
             Some(conn) if matches!(conn.state, ConnState::AwaitingSession { .. }) => {
                 match std::mem::replace(&mut conn.state, ConnState::Closing) {
@@ -525,7 +527,7 @@ impl Shard {
         let session = self.drop_session(key);
         let client_id = session.client_id().clone();
         let home = self.peers.home_of(&client_id);
-        self.send_to(now, home, ShardMessage::Released { client_id });
+        self.send_to(now, home, ShardMessage::SessionDiscarded { client_id });
     }
 
     /// Removes a session from this shard (slab, client map and trie), to discard it or to move

@@ -8,7 +8,7 @@
 //!   per dirty connection that has none running. A writer drains the connection's output and
 //!   exits, so an idle connection has no writer and no write buffer;
 //! - one ticker (1 s) for keep-alive, CONNECT timeouts, `$SYS`, and handing freed allocator
-//!   pages back ([`crate::runtime::release_freed_memory`]).
+//!   pages back ([`release_freed_memory`]).
 //!
 //! Why not one task per connection that both reads and writes: it would hold its write state
 //! beside the io_uring read future, which alone is 104 of the 152 bytes that fit tokio's
@@ -454,7 +454,7 @@ impl<S: Stream> Driver<S> {
         let mut forced = Vec::new();
         loop {
             interval.tick().await;
-            crate::runtime::release_freed_memory();
+            release_freed_memory();
             self.take_new_access();
             self.shard.borrow_mut().handle_tick(Instant::now());
             self.force_close(&mut forced);
@@ -663,6 +663,21 @@ where
 async fn accept_failed(error: io::Error) {
     tracing::warn!(%error, "accept failed");
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Hands memory the allocator holds but no longer uses back to the OS. The shard ticker calls
+/// it once a second on each shard thread.
+///
+/// mimalloc (the binary's allocator) returns freed pages only after a delay, and only when the
+/// thread next calls into it for some bigger request; a shard that goes quiet after a burst of
+/// connects (old hash tables, transient CONNECT state) would keep them resident indefinitely.
+/// Measured with 10,000 idle connections on one shard, 1 s after they connected: 1,111 ->
+/// 1,019 B of RSS per connection. The call visits the thread's pages, so it costs in
+/// proportion to the heap: microseconds at 10^4 connections. Without mimalloc as the global
+/// allocator (tests) it finds an empty heap and returns.
+pub fn release_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 #[cfg(test)]

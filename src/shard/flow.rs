@@ -6,7 +6,7 @@
 //! overshoot the queue). If that connection lives on another shard, the owner is told with
 //! `ShardMessage::Throttle`. Once every congested session on this shard has drained (or its
 //! client has gone offline or stalled), every throttle this shard placed is lifted at once:
-//! locally, and with `ShardMessage::Release` to the peers. The unread publishes wait in the
+//! locally, and with `ShardMessage::Unthrottle` to the peers. The unread publishes wait in the
 //! publishers' sockets, and TCP slows the publishers down.
 //!
 //! A stalled consumer (no acknowledgement for `session::STALL_AFTER`) stops counting as
@@ -19,9 +19,9 @@ use std::time::Instant;
 
 use ahash::AHashSet;
 
-use crate::mesh::{ShardId, ShardMessage};
+use crate::mesh::ShardId;
 
-use super::{ConnectionId, SessionKey, Shard};
+use super::{ConnectionId, SessionKey, Shard, ShardMessage};
 
 /// The flow-control state of one shard.
 #[derive(Debug)]
@@ -29,11 +29,11 @@ pub(super) struct FlowControl {
     /// Online sessions of this shard that are congested.
     congested: AHashSet<SessionKey>,
     /// Connections (on any shard, this one included) this shard has asked to throttle.
-    throttling: AHashSet<(ShardId, u64)>,
+    throttling: AHashSet<(ShardId, ConnectionId)>,
     /// This shard's connections that are throttled, by the shard that asked.
     throttled_by: Vec<AHashSet<ConnectionId>>,
     /// The connection whose publish is being routed right now, if any.
-    origin: Option<(ShardId, u64)>,
+    origin: Option<(ShardId, ConnectionId)>,
     /// Some connection's last throttle was lifted since the driver last looked.
     released: bool,
     /// Connections whose last throttle was lifted and whose buffered input must be decoded.
@@ -59,7 +59,7 @@ impl FlowControl {
         self.released = true;
     }
 
-    pub(super) fn set_origin(&mut self, origin: Option<(ShardId, u64)>) {
+    pub(super) fn set_origin(&mut self, origin: Option<(ShardId, ConnectionId)>) {
         self.origin = origin;
     }
 
@@ -117,7 +117,7 @@ impl Shard {
         };
         let own = self.sessions[congested.0 as usize]
             .conn
-            .map(|c| (self.id, c.to_u64()));
+            .map(|c| (self.id, c));
         if own == Some(origin) || !self.flow.throttling.insert(origin) {
             return;
         }
@@ -131,8 +131,7 @@ impl Shard {
     }
 
     /// Throttles one of this shard's connections on behalf of `source`.
-    pub(super) fn apply_throttle(&mut self, source: ShardId, conn: u64) {
-        let id = ConnectionId::from_u64(conn);
+    pub(super) fn apply_throttle(&mut self, source: ShardId, id: ConnectionId) {
         if self.conn(id).is_some() && self.flow.throttled_by[source.index()].insert(id) {
             if let Some(conn) = self.conn_mut(id) {
                 conn.throttles += 1;
@@ -141,7 +140,7 @@ impl Shard {
     }
 
     /// Lifts every throttle `source` placed on this shard's connections.
-    pub(super) fn release_from(&mut self, source: ShardId) {
+    pub(super) fn unthrottle_from(&mut self, source: ShardId) {
         let ids: Vec<ConnectionId> = self.flow.throttled_by[source.index()].drain().collect();
         for id in ids {
             if let Some(conn) = self.conn_mut(id) {
@@ -167,7 +166,7 @@ impl Shard {
                 .is_some_and(|e| !e.session.is_decongested(now, limits))
         });
         if self.flow.congested.is_empty() {
-            self.release_all();
+            self.unthrottle_all();
         }
     }
 
@@ -186,20 +185,20 @@ impl Shard {
         }
         self.flow.congested.remove(&key);
         if self.flow.congested.is_empty() {
-            self.release_all();
+            self.unthrottle_all();
         }
     }
 
     /// Lifts every throttle this shard placed, here and on its peers.
-    fn release_all(&mut self) {
+    fn unthrottle_all(&mut self) {
         let mut shards: Vec<ShardId> = self.flow.throttling.drain().map(|(s, _)| s).collect();
         shards.sort_unstable();
         shards.dedup();
         for shard in shards {
             if shard == self.id {
-                self.release_from(self.id);
+                self.unthrottle_from(self.id);
             } else {
-                self.mesh.send(shard, ShardMessage::Release);
+                self.mesh.send(shard, ShardMessage::Unthrottle);
             }
         }
     }

@@ -31,11 +31,11 @@ use std::time::Instant;
 use ahash::{AHashMap, AHashSet};
 
 use crate::codec::ByteStr;
-use crate::mesh::{ShardId, ShardMessage};
+use crate::mesh::ShardId;
 use crate::session::{Envelope, Message, Session};
 use crate::topic::TopicFilter;
 
-use super::{SessionKey, Shard};
+use super::{SessionKey, Shard, ShardMessage};
 
 /// Messages B remembers per moved session to drop the second copy of; past it, a message may
 /// arrive twice (QoS 1 allows that), never not at all.

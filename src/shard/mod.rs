@@ -12,6 +12,8 @@
 //! so a persistent session keeps receiving (queueing) while offline.
 //!
 //! # Across shards (`peer.rs`)
+//! Everything one shard tells another is one [`ShardMessage`] (`message.rs`), carried by the
+//! generic rings of [`crate::mesh`].
 //! - **Publish.** A message is delivered to local subscribers and forwarded once to each other
 //!   shard whose *interest summary* matches it. Each shard tells the others when it gains its
 //!   first or loses its last subscription to a filter; they keep those filters in a small
@@ -38,6 +40,7 @@ pub mod driver;
 mod flow;
 mod handoff;
 mod log;
+mod message;
 mod peer;
 mod retain;
 mod route;
@@ -68,7 +71,7 @@ use std::collections::BTreeSet;
 
 use crate::codec::{self, ByteStr, Decoded, Packet, ProtocolVersion};
 use crate::config::{Limits, ProtocolOptions};
-use crate::mesh::{Endpoint, ShardId, ShardMessage, StatsSnapshot};
+use crate::mesh::{Endpoint, ShardId};
 use crate::session::{
     Action, ClientIdGenerator, ConnectParams, Message, Outbox, Session, SubParams,
 };
@@ -76,6 +79,7 @@ use crate::topic::{RetainStamp, RetainedStore, SubscriptionTrie, TopicFilter};
 
 pub use crate::metrics::Stats;
 pub use access::{Verified, VerifyRequest};
+pub use message::{ConnRef, Handoff, MemberChange, ShardMessage, StatsSnapshot};
 
 /// A connection slot plus the generation that was in it, so that a late completion for a
 /// closed connection can never touch the connection that reused its slot.
@@ -83,20 +87,6 @@ pub use access::{Verified, VerifyRequest};
 pub struct ConnectionId {
     index: u32,
     generation: u32,
-}
-
-impl ConnectionId {
-    /// The opaque form other shards carry in [`crate::mesh::ConnRef`].
-    fn to_u64(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
-    }
-
-    fn from_u64(raw: u64) -> ConnectionId {
-        ConnectionId {
-            index: raw as u32,
-            generation: (raw >> 32) as u32,
-        }
-    }
 }
 
 /// A session's slot in the shard's session slab.

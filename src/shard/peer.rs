@@ -5,7 +5,7 @@
 //! Each client id has a home shard (a fixed hash of the id). The home records which shard holds
 //! the id's session and serialises claims: while one claim is moving the session, later claims
 //! for the same id queue behind it, so an `Evict` is only ever sent to a shard whose session
-//! is settled. `Released` from a holder is ignored while a move is under way (the move's
+//! is settled. `SessionDiscarded` from a holder is ignored while a move is under way (the move's
 //! `Evict` will find no session, which is the same outcome).
 
 use std::collections::VecDeque;
@@ -15,10 +15,10 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use crate::codec::ByteStr;
-use crate::mesh::{ConnRef, ShardId, ShardMessage, StatsSnapshot};
+use crate::mesh::ShardId;
 use crate::topic::{SubscriptionTrie, TopicFilter};
 
-use super::{ConnectionId, Shard};
+use super::{ConnRef, ConnectionId, Handoff, Shard, ShardMessage, StatsSnapshot};
 
 /// The home shard's record of one client id.
 #[derive(Debug, Default)]
@@ -219,7 +219,7 @@ impl Shard {
                 stamp,
             } => self.on_remote_publish(now, from, message, deliver, origin, stamp),
             ShardMessage::Throttle { conn } => self.apply_throttle(from, conn),
-            ShardMessage::Release => self.release_from(from),
+            ShardMessage::Unthrottle => self.unthrottle_from(from),
             ShardMessage::Interest { filter, add, seq } => {
                 if add {
                     self.peers.remote.insert(&filter, from, ());
@@ -272,7 +272,9 @@ impl Shard {
                 client_id,
                 holds_session,
             } => self.on_settled(now, client_id, from, holds_session),
-            ShardMessage::Released { client_id } => self.on_released(client_id, from),
+            ShardMessage::SessionDiscarded { client_id } => {
+                self.on_session_discarded(client_id, from)
+            }
             handoff @ (ShardMessage::Forwarded { .. }
             | ShardMessage::HandedOver { .. }
             | ShardMessage::Fence { .. }
@@ -310,7 +312,7 @@ impl Shard {
         entry.moving = true;
         match entry.holder {
             None => {
-                let handoff = crate::mesh::Handoff::Fresh;
+                let handoff = Handoff::Fresh;
                 let granted = ShardMessage::Granted {
                     client_id,
                     conn: conn.conn,
@@ -351,7 +353,7 @@ impl Shard {
     }
 
     /// At the home shard: the holder discarded the session.
-    fn on_released(&mut self, client_id: ByteStr, from: ShardId) {
+    fn on_session_discarded(&mut self, client_id: ByteStr, from: ShardId) {
         if let Some(entry) = self.peers.homes.get(&client_id) {
             if !entry.moving && entry.holder == Some(from) {
                 self.peers.homes.remove(&client_id);

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::RetainHandling;
-use crate::mesh::{MemberChange, ShardId, ShardMessage};
+use crate::mesh::ShardId;
 use crate::session::{Delivery, Envelope, Message, SubParams, Tag};
 use crate::topic::{RetainStamp, SubscriptionFilter, TopicFilter};
 
 use super::shared::filter_name;
 
-use super::{SessionKey, Shard};
+use super::{ConnectionId, MemberChange, SessionKey, Shard, ShardMessage};
 
 impl Shard {
     /// Routes one message published on this shard (by a client, a will or `$SYS`): to the
@@ -32,9 +32,7 @@ impl Shard {
             self.stats.publish_received += 1;
         }
         // The publishing connection, so that flow control can slow it down.
-        let origin = from
-            .and_then(|key| self.sessions[key.0 as usize].conn)
-            .map(|c| c.to_u64());
+        let origin = from.and_then(|key| self.sessions[key.0 as usize].conn);
         let stamp = if message.retain {
             self.next_retain_stamp()
         } else {
@@ -56,7 +54,7 @@ impl Shard {
         from: ShardId,
         message: Arc<Message>,
         deliver: bool,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
         stamp: RetainStamp,
     ) {
         self.flow.set_origin(origin.map(|conn| (from, conn)));
@@ -68,7 +66,12 @@ impl Shard {
     /// retained. Under mesh backpressure QoS 0 is dropped (counted); QoS 1/2 always queue and
     /// the driver stops reading until the backlog drains. Returns whether a peer has matching
     /// subscribers.
-    fn forward(&mut self, message: &Arc<Message>, origin: Option<u64>, stamp: RetainStamp) -> bool {
+    fn forward(
+        &mut self,
+        message: &Arc<Message>,
+        origin: Option<ConnectionId>,
+        stamp: RetainStamp,
+    ) -> bool {
         if self.peers.shard_count() == 1 {
             return false;
         }

@@ -24,18 +24,18 @@ use slab::Slab;
 
 use crate::codec::ByteStr;
 use crate::config::SharedStrategy;
-use crate::mesh::{MemberChange, ShardId, ShardMessage};
+use crate::mesh::ShardId;
 use crate::session::{Envelope, Message, SubParams, Tag};
 use crate::topic::{SubscriptionTrie, TopicFilter};
 
-use super::{SessionKey, Shard};
+use super::{ConnectionId, MemberChange, SessionKey, Shard, ShardMessage};
 
 /// One member of a group, as every shard knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Member {
     pub shard: ShardId,
     /// The member's session key on its shard.
-    pub session: u32,
+    pub session: SessionKey,
     pub params: SubParams,
     pub online: bool,
 }
@@ -67,7 +67,7 @@ impl SharedGroups {
         name: &ByteStr,
         filter: &TopicFilter,
         shard: ShardId,
-        session: u32,
+        session: SessionKey,
         change: MemberChange,
     ) {
         let index = match self.by_name.get(name) {
@@ -138,7 +138,7 @@ impl SharedGroups {
         name: &ByteStr,
         strategy: SharedStrategy,
         publisher: u64,
-        exclude: (ShardId, u32),
+        exclude: (ShardId, SessionKey),
     ) -> Option<Member> {
         let index = *self.by_name.get(name)?;
         self.choose(index, strategy, publisher, Some(exclude))
@@ -149,7 +149,7 @@ impl SharedGroups {
         index: usize,
         strategy: SharedStrategy,
         publisher: u64,
-        exclude: Option<(ShardId, u32)>,
+        exclude: Option<(ShardId, SessionKey)>,
     ) -> Option<Member> {
         let random = match strategy {
             SharedStrategy::Random => self.next_random(),
@@ -213,13 +213,13 @@ impl Shard {
         filter: &TopicFilter,
         change: MemberChange,
     ) {
-        self.shared.apply(name, filter, self.id, key.0, change);
+        self.shared.apply(name, filter, self.id, key, change);
         if let Some(seq) = self.peers.next_seq() {
             for to in self.peers.others(self.id) {
                 let message = ShardMessage::SharedMember {
                     name: name.clone(),
                     filter: filter.clone(),
-                    session: key.0,
+                    session: key,
                     change,
                     seq,
                 };
@@ -256,7 +256,7 @@ impl Shard {
         now: Instant,
         from: Option<SessionKey>,
         message: &Arc<Message>,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
     ) -> bool {
         if self.shared.by_name.is_empty() {
             return false;
@@ -286,7 +286,7 @@ impl Shard {
         message: Arc<Message>,
         name: ByteStr,
         member: Member,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
         publisher: u64,
         hops: u8,
     ) {
@@ -306,8 +306,7 @@ impl Shard {
             );
             return;
         }
-        let key = SessionKey(member.session);
-        self.deliver_shared(now, key, message, name, member.params);
+        self.deliver_shared(now, member.session, message, name, member.params);
     }
 
     /// Delivers to a chosen local member, if the ACL lets it read the topic. Always checked
@@ -336,19 +335,19 @@ impl Shard {
         from: ShardId,
         message: Arc<Message>,
         name: ByteStr,
-        session: u32,
+        session: SessionKey,
         params: SubParams,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
         publisher: u64,
         hops: u8,
     ) {
         self.flow.set_origin(origin.map(|conn| (from, conn)));
         let member_here = self
             .sessions
-            .get(session as usize)
+            .get(session.0 as usize)
             .is_some_and(|entry| entry.session.has_subscription(&name));
         if member_here {
-            self.deliver_shared(now, SessionKey(session), message, name, params);
+            self.deliver_shared(now, session, message, name, params);
         } else if (hops as usize) < self.peers.shard_count() {
             let strategy = self.protocol.shared_strategy;
             if let Some(member) =
@@ -380,7 +379,7 @@ impl Shard {
                 .group()
                 .cloned()
                 .expect("take_shared returns group copies");
-            let other = self.shared.pick_other(&name, strategy, 0, (self.id, key.0));
+            let other = self.shared.pick_other(&name, strategy, 0, (self.id, key));
             match other {
                 Some(member) => {
                     self.stats.shared_redelivered += 1;

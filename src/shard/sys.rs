@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{ByteStr, Properties, QoS};
-use crate::mesh::StatsSnapshot;
+
 use crate::session::Message;
 use crate::topic::TopicName;
 
-use super::Shard;
+use super::{Shard, StatsSnapshot};
 
 /// When the next `$SYS` update is due.
 #[derive(Debug)]

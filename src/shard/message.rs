@@ -1,20 +1,26 @@
 //! [`ShardMessage`]: everything that crosses from one shard to another. A closed enum, not
 //! closures, so that the cross-shard protocol can be read in one place.
+//!
+//! It lives beside the shard that speaks it, not in `mesh`: the rings carry any `T`, and only
+//! the shard knows sessions, topics and its own connection and session handles. Connections
+//! and sessions travel as the shard's own newtypes ([`ConnectionId`], [`SessionKey`]), which
+//! mean something only on the shard that issued them.
 
 use std::sync::Arc;
 
 use crate::codec::ByteStr;
+use crate::mesh::ShardId;
 use crate::session::{Envelope, Message, Session, SubParams};
 use crate::topic::{RetainStamp, TopicFilter};
 
-use super::ShardId;
+use super::{ConnectionId, SessionKey};
 
-/// A connection on some shard, as other shards may name it. The `u64` is opaque outside the
-/// owning shard (its connection slot and generation).
+/// A connection on some shard, as other shards may name it. `conn` means something only on
+/// `shard` (its connection slot and generation there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnRef {
     pub shard: ShardId,
-    pub conn: u64,
+    pub conn: ConnectionId,
 }
 
 /// What the claimant of a client id gets from the shard that held its session.
@@ -59,15 +65,16 @@ pub enum ShardMessage {
     Publish {
         message: Arc<Message>,
         deliver: bool,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
         /// For a retained message: its place in the topic's order of updates.
         stamp: RetainStamp,
     },
     /// Stop reading from this connection of the receiver's: it publishes into a congested
     /// session on the sender.
-    Throttle { conn: u64 },
-    /// Lift every throttle the sender asked for.
-    Release,
+    Throttle { conn: ConnectionId },
+    /// Lift every throttle the sender asked for: its congested sessions have drained. The
+    /// opposite of `Throttle`; nothing to do with sessions.
+    Unthrottle,
     /// The sender gained (`add`) or lost its first/last local subscription with this filter.
     /// Numbered so that the sender knows when every peer has seen it.
     Interest {
@@ -80,7 +87,7 @@ pub enum ShardMessage {
     SharedMember {
         name: ByteStr,
         filter: TopicFilter,
-        session: u32,
+        session: SessionKey,
         change: MemberChange,
         seq: u64,
     },
@@ -90,9 +97,9 @@ pub enum ShardMessage {
     SharedPublish {
         message: Arc<Message>,
         name: ByteStr,
-        session: u32,
+        session: SessionKey,
         params: SubParams,
-        origin: Option<u64>,
+        origin: Option<ConnectionId>,
         publisher: u64,
         hops: u8,
     },
@@ -114,7 +121,7 @@ pub enum ShardMessage {
     /// To the claiming shard: proceed with CONNECT.
     Granted {
         client_id: ByteStr,
-        conn: u64,
+        conn: ConnectionId,
         handoff: Handoff,
     },
     /// To the home shard: a claim is done; the sender now holds the session (or none).
@@ -122,8 +129,8 @@ pub enum ShardMessage {
         client_id: ByteStr,
         holds_session: bool,
     },
-    /// To the home shard: the sender no longer holds a session for this id.
-    Released { client_id: ByteStr },
+    /// To the home shard: the sender discarded its session for this id and holds none now.
+    SessionDiscarded { client_id: ByteStr },
     /// From the shard a session moved away from, to the shard it moved to: a delivery that
     /// still matched the old shard's subscriptions (`shard/handoff.rs`).
     Forwarded {
@@ -148,4 +155,20 @@ pub enum ShardMessage {
         from: ShardId,
         snapshot: Box<StatsSnapshot>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring slot is one `ShardMessage`, and the mesh reserves N x (N - 1) rings of them
+    /// (`config::MESH_RING_BYTES_MAX`): a variant that grows it grows every ring.
+    #[test]
+    fn shard_message_stays_small() {
+        assert!(
+            std::mem::size_of::<ShardMessage>() <= 104,
+            "ShardMessage is {} bytes",
+            std::mem::size_of::<ShardMessage>()
+        );
+    }
 }
