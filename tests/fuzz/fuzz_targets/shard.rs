@@ -85,17 +85,33 @@ struct Program {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Accept { shard: u8 },
-    Raw { conn: u8, bytes: Vec<u8> },
-    Send { conn: u8, packet: Pkt, split: u8 },
+    Accept {
+        shard: u8,
+    },
+    Raw {
+        conn: u8,
+        bytes: Vec<u8>,
+    },
+    Send {
+        conn: u8,
+        packet: Pkt,
+        split: u8,
+    },
     /// The transport is gone (EOF or error).
-    Close { conn: u8 },
+    Close {
+        conn: u8,
+    },
     /// Moves the clock by this many milliseconds (times 1,000 when `long`), then ticks.
-    Time { ms: u16, long: bool },
+    Time {
+        ms: u16,
+        long: bool,
+    },
     /// Takes the output of every dirty connection on every shard.
     Flush,
     /// Moves mesh messages between the shards this many rounds (taken modulo 8, plus one).
-    Pump { rounds: u8 },
+    Pump {
+        rounds: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -157,14 +173,36 @@ enum Pkt {
         topic_alias: Option<u8>,
         message_expiry_s: Option<u8>,
     },
-    PubAck { id: u8, code: u8 },
-    PubRec { id: u8, code: u8 },
-    PubRel { id: u8, code: u8 },
-    PubComp { id: u8, code: u8 },
-    Unsubscribe { id: u8, filters: Vec<Topic> },
+    PubAck {
+        id: u8,
+        code: u8,
+    },
+    PubRec {
+        id: u8,
+        code: u8,
+    },
+    PubRel {
+        id: u8,
+        code: u8,
+    },
+    PubComp {
+        id: u8,
+        code: u8,
+    },
+    Unsubscribe {
+        id: u8,
+        filters: Vec<Topic>,
+    },
     PingReq,
-    Disconnect { code: u8, session_expiry_s: Option<u16> },
-    Auth { code: u8, method: bool, data: Vec<u8> },
+    Disconnect {
+        code: u8,
+        session_expiry_s: Option<u16>,
+    },
+    Auth {
+        code: u8,
+        method: bool,
+        data: Vec<u8>,
+    },
 }
 
 /// An enhanced-authentication method with no cryptography: the first byte of each message
@@ -306,6 +344,60 @@ fn connect_packet(pkt: &Pkt) -> Option<Packet> {
     })))
 }
 
+fn subscribe_packet(id: u8, filters: &[FilterSpec], subscription_id: Option<u32>) -> Packet {
+    let entry = |f: &FilterSpec| {
+        let options = SubscriptionOptions {
+            qos: qos(f.qos),
+            no_local: f.no_local,
+            retain_as_published: f.retain_as_published,
+            retain_handling: match f.retain_handling % 3 {
+                0 => RetainHandling::OnSubscribe,
+                1 => RetainHandling::OnNewSubscribe,
+                _ => RetainHandling::Never,
+            },
+        };
+        (topic(&f.filter, &FILTERS), options)
+    };
+    Packet::Subscribe(Subscribe {
+        packet_id: packet_id(id),
+        properties: properties(PropertyValues {
+            subscription_identifiers: subscription_id.into_iter().collect(),
+            ..PropertyValues::default()
+        }),
+        filters: filters.iter().map(entry).collect(),
+    })
+}
+
+fn publish_packet(pkt: &Pkt) -> Option<Packet> {
+    let Pkt::Publish {
+        qos: q,
+        retain,
+        dup,
+        topic: t,
+        id,
+        payload,
+        topic_alias,
+        message_expiry_s,
+    } = pkt
+    else {
+        return None;
+    };
+    let qos = qos(*q);
+    Some(Packet::Publish(Publish {
+        dup: *dup,
+        qos,
+        retain: *retain,
+        topic: topic(t, &TOPICS),
+        packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(*id)),
+        properties: properties(PropertyValues {
+            topic_alias: topic_alias.map(|a| u16::from(a % 4)),
+            message_expiry_interval_s: message_expiry_s.map(u32::from),
+            ..PropertyValues::default()
+        }),
+        payload: Bytes::copy_from_slice(payload),
+    }))
+}
+
 fn packet(pkt: &Pkt) -> Packet {
     match pkt {
         Pkt::Connect { .. } => connect_packet(pkt).expect("a CONNECT"),
@@ -313,54 +405,8 @@ fn packet(pkt: &Pkt) -> Packet {
             id,
             filters,
             subscription_id,
-        } => Packet::Subscribe(Subscribe {
-            packet_id: packet_id(*id),
-            properties: properties(PropertyValues {
-                subscription_identifiers: subscription_id.iter().copied().collect(),
-                ..PropertyValues::default()
-            }),
-            filters: filters
-                .iter()
-                .map(|f| {
-                    let options = SubscriptionOptions {
-                        qos: qos(f.qos),
-                        no_local: f.no_local,
-                        retain_as_published: f.retain_as_published,
-                        retain_handling: match f.retain_handling % 3 {
-                            0 => RetainHandling::OnSubscribe,
-                            1 => RetainHandling::OnNewSubscribe,
-                            _ => RetainHandling::Never,
-                        },
-                    };
-                    (topic(&f.filter, &FILTERS), options)
-                })
-                .collect(),
-        }),
-        Pkt::Publish {
-            qos: q,
-            retain,
-            dup,
-            topic: t,
-            id,
-            payload,
-            topic_alias,
-            message_expiry_s,
-        } => {
-            let qos = qos(*q);
-            Packet::Publish(Publish {
-                dup: *dup,
-                qos,
-                retain: *retain,
-                topic: topic(t, &TOPICS),
-                packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(*id)),
-                properties: properties(PropertyValues {
-                    topic_alias: topic_alias.map(|a| u16::from(a % 4)),
-                    message_expiry_interval_s: message_expiry_s.map(u32::from),
-                    ..PropertyValues::default()
-                }),
-                payload: Bytes::copy_from_slice(payload),
-            })
-        }
+        } => subscribe_packet(*id, filters, *subscription_id),
+        Pkt::Publish { .. } => publish_packet(pkt).expect("a PUBLISH"),
         Pkt::PubAck { id, code } => Packet::PubAck(ack(*id, *code)),
         Pkt::PubRec { id, code } => Packet::PubRec(ack(*id, *code)),
         Pkt::PubRel { id, code } => Packet::PubRel(ack(*id, *code)),
