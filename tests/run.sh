@@ -47,3 +47,22 @@ for combo in "uring 3" "epoll 1" "epoll 3"; do
   echo "=== black-box suite: --io $1 --shards $2 ==="
   RINGMQ_TEST_IO=$1 RINGMQ_TEST_SHARDS=$2 cargo test -p ringmq --test '*'
 done
+
+# Every cargo-fuzz target for a short fixed time (RINGMQ_FUZZ_S seconds each, default 30; 0
+# skips), so that a crash the fuzzer finds within seconds fails CI. The long runs are on
+# demand: tests/fuzz/README.md. RUSTC_BOOTSTRAP=1 lets a stable toolchain take cargo-fuzz's
+# `-Z` flags. No sanitizer here: outside the mesh rings the broker is safe Rust, and ASan would
+# double the build this step waits for; its own target dir keeps it from fighting the
+# ASan-built one the long runs use. A crash exits non-zero, and `set -e` fails the script.
+fuzz_s=${RINGMQ_FUZZ_S:-30}
+if [ "$fuzz_s" -gt 0 ]; then
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+  fuzz_build=(--fuzz-dir tests/fuzz --sanitizer none --target-dir target/fuzz)
+  # One build for all targets, so the broker is compiled once.
+  RUSTC_BOOTSTRAP=1 cargo fuzz build "${fuzz_build[@]}"
+  for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list --fuzz-dir tests/fuzz); do
+    echo "=== fuzz: $target for ${fuzz_s}s ==="
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "${fuzz_build[@]}" "$target" -- \
+      -max_total_time="$fuzz_s" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+  done
+fi
