@@ -127,7 +127,11 @@ impl Shard {
         self.check_congestion_of(now, key);
         if let Err(violation) = result {
             self.stats.protocol_errors += 1;
-            let client_id = self.sessions[key.0 as usize].session.client_id();
+            let client_id = self
+                .sessions
+                .get(key.0 as usize)
+                .map(|e| e.session.client_id().clone())
+                .unwrap_or_default();
             if let Some(suppressed) = self.log.allow(LogKind::Violation, now) {
                 tracing::info!(%client_id, why = violation.why, suppressed,
                     "closing connection: protocol violation");

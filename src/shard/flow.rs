@@ -177,10 +177,12 @@ impl Shard {
         if self.flow.congested.is_empty() || !self.flow.congested.contains(&key) {
             return;
         }
-        if !self.sessions[key.0 as usize]
-            .session
-            .is_decongested(now, &self.limits)
-        {
+        // A session that ended (a clean session's DISCONNECT) no longer holds anyone back.
+        let decongested = self
+            .sessions
+            .get(key.0 as usize)
+            .is_none_or(|entry| entry.session.is_decongested(now, &self.limits));
+        if !decongested {
             return;
         }
         self.flow.congested.remove(&key);
