@@ -624,15 +624,10 @@ impl Cluster {
 #[test]
 fn a_session_moving_between_shards_misses_nothing_acknowledged() {
     let (mut c, sub, publisher) = Cluster::session_in_move();
-    let publisher_shard = publisher.shard;
-    let mut buf = BytesMut::new();
-    codec::encode(
+    c.send_unsettled(
+        publisher,
         &publish("t", "in the gap", QoS::AtLeastOnce, false, Some(1)),
-        V4,
-        &mut buf,
-    )
-    .expect("encode");
-    c.shards[publisher_shard].handle_read(c.now, publisher.conn, &buf);
+    );
     c.settle();
     let (acks, _) = c.recv(publisher);
     assert!(
@@ -649,6 +644,13 @@ fn a_session_moving_between_shards_misses_nothing_acknowledged() {
 }
 
 impl Cluster {
+    /// Hands `packet` to the client's shard without moving any mesh message.
+    fn send_unsettled(&mut self, client: Client, packet: &Packet) {
+        let mut buf = BytesMut::new();
+        codec::encode(packet, V4, &mut buf).expect("test packets encode");
+        self.shards[client.shard].handle_read(self.now, client.conn, &buf);
+    }
+
     /// Lets only shard `i` read its mesh messages (everyone's pending sends go out first).
     fn pump_only(&mut self, i: usize) {
         for shard in &mut self.shards {
@@ -669,14 +671,10 @@ fn a_message_reaching_a_moving_session_both_ways_is_delivered_once() {
     // one still forwards: a publish now goes both ways.
     c.pump_only(new);
     c.pump_only(publisher_shard);
-    let mut buf = BytesMut::new();
-    codec::encode(
+    c.send_unsettled(
+        publisher,
         &publish("t", "twice?", QoS::AtLeastOnce, false, Some(1)),
-        V4,
-        &mut buf,
-    )
-    .expect("encode");
-    c.shards[publisher_shard].handle_read(c.now, publisher.conn, &buf);
+    );
     c.settle();
     let (packets, _) = c.recv(sub);
     let got = publishes(&packets);
