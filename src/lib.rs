@@ -64,6 +64,7 @@ pub mod runtime;
 pub mod session;
 pub mod shard;
 pub mod topic;
+pub mod transport;
 
 /// The broker version, as published in `$SYS/broker/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -52,6 +52,15 @@ pub struct Stats {
     /// Messages sent on to another member of a shared subscription group because the member
     /// they were routed to left.
     pub shared_redelivered: u64,
+    /// TLS handshakes that failed (bad ClientHello, plaintext on a TLS port, a certificate
+    /// the CA did not sign...), and TLS records that failed after it.
+    pub tls_handshake_failures: u64,
+    /// TLS handshakes and WebSocket upgrades not done within `tls_handshake_timeout_s`.
+    pub handshake_timeouts: u64,
+    /// HTTP requests on a WebSocket listener answered with an error status.
+    pub ws_upgrades_refused: u64,
+    /// WebSocket connections closed for a protocol error (text frame, unmasked frame...).
+    pub ws_protocol_errors: u64,
 }
 
 impl Stats {

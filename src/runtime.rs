@@ -16,13 +16,15 @@ use tokio::sync::watch;
 
 use std::sync::Arc;
 
-use crate::auth::{Access, FileError};
-use crate::config::{Config, IoBackend};
+use crate::auth::Access;
+use crate::config::{Config, IoBackend, ListenerConfig, ListenerProtocol, TlsFiles};
 use crate::mesh::Endpoint;
 use crate::mesh::Published;
-use crate::shard::driver::{epoll, uring, Driver};
+use crate::shard::driver::{epoll, uring, Driver, ListenerRuntime};
 use crate::shard::verifier::{ShardVerifier, VerifierPool};
+use crate::shard::{ListenerId, ListenerPolicy, LISTENERS_MAX};
 use crate::shard::{Shard, ShardMessage};
+use crate::transport::{load_server_config, ws::WsSettings, TransportSpec};
 
 /// Pending connections the kernel queues per listener before `accept`.
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -47,6 +49,23 @@ pub struct Broker {
     access: Arc<Published<Access>>,
     access_config: Config,
     verifiers: Option<VerifierPool>,
+    /// Certificates of the TLS listeners, reloaded with the access policy.
+    tls: Vec<TlsSource>,
+}
+
+/// Where a TLS listener's certificate comes from and where the shards pick it up.
+#[derive(Debug)]
+struct TlsSource {
+    files: TlsFiles,
+    alpn: &'static [&'static [u8]],
+    published: Arc<Published<rustls::ServerConfig>>,
+}
+
+/// What a reload could not read; everything else was reloaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", failures.join("; "))]
+pub struct ReloadError {
+    pub failures: Vec<String>,
 }
 
 impl Broker {
@@ -65,15 +84,32 @@ impl Broker {
         self.backend
     }
 
-    /// Reads the password and ACL files again (SIGHUP) and hands the new policy to every
-    /// shard, which takes it within a tick (1 s). Connected clients stay connected. A file
-    /// that fails to parse changes nothing: the error names `file:line`.
-    pub fn reload(&self) -> Result<(), FileError> {
+    /// Reads the password and ACL files and the TLS certificates again (SIGHUP) and hands
+    /// them to every shard: the policy within a tick (1 s), a certificate at the next accept.
+    /// Connected clients stay connected and keep their TLS sessions. A file that fails to
+    /// parse changes nothing of its own part: the error names it (`file:line` where there is
+    /// a line).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let mut failures = Vec::new();
         let generation = self.access.current().0.generation() + 1;
-        let access = Access::load(self.access_config.access_settings(), generation)?;
-        log_access(&access);
-        self.access.publish(Arc::new(access));
-        Ok(())
+        match Access::load(self.access_config.access_settings(), generation) {
+            Ok(access) => {
+                log_access(&access);
+                self.access.publish(Arc::new(access));
+            }
+            Err(error) => failures.push(error.to_string()),
+        }
+        for source in &self.tls {
+            match load_server_config(&source.files, source.alpn) {
+                Ok(config) => source.published.publish(config),
+                Err(error) => failures.push(format!("TLS certificate: {error}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ReloadError { failures })
+        }
     }
 
     /// Stops accepting, closes every connection, and joins the shard threads.
@@ -164,13 +200,27 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
     )?;
     let backend = select_backend(config.io)?;
     let shards = config.shards;
+    let plans = Arc::new(plan_listeners(&config)?);
+    let tls = plans
+        .iter()
+        .zip(&config.listeners)
+        .filter_map(|(plan, listener)| {
+            Some(TlsSource {
+                files: listener.tls.clone()?,
+                alpn: alpn_for(listener),
+                published: plan.tls.clone()?,
+            })
+        })
+        .collect();
     let (mut per_shard, local_addrs) = bind_all(&config)?;
     let mut shard_addrs = Vec::new();
     if config.shard_listeners {
+        // Plain listeners with no rules of their own, after the configured ones.
+        let id = ListenerId(plans.len() as u8);
         for listeners in &mut per_shard {
             let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             shard_addrs.push(listener.local_addr()?);
-            listeners.push(listener);
+            listeners.push((listener, id));
         }
     }
     let endpoints = crate::mesh::build(shards, config.limits.mesh_ring_capacity as usize);
@@ -192,6 +242,7 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             authenticator: authenticator.clone(),
             access: access.clone(),
             verifier: verifiers.for_shard(config.limits.auth_verify_queue_max),
+            plans: plans.clone(),
         };
         let (stop_rx, ready_tx) = (stop_rx.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
@@ -206,7 +257,16 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             .recv()
             .map_err(|_| io::Error::other("a shard thread exited during start-up"))?;
     }
-    tracing::info!(?backend, shards, addrs = ?local_addrs, "RingMQ {} serving", crate::VERSION);
+    let urls: Vec<String> = config
+        .listeners
+        .iter()
+        .zip(&local_addrs)
+        .map(|(l, addr)| match l.protocol {
+            ListenerProtocol::Mqtt => format!("{}://{addr}", l.scheme()),
+            ListenerProtocol::Ws => format!("{}://{addr}{}", l.scheme(), l.path),
+        })
+        .collect();
+    tracing::info!(?backend, shards, listeners = ?urls, "RingMQ {} serving", crate::VERSION);
     Ok(Broker {
         local_addrs,
         shard_addrs,
@@ -216,20 +276,88 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
         access,
         access_config: config,
         verifiers: Some(verifiers),
+        tls,
     })
+}
+
+/// A configured listener as every shard serves it.
+struct ListenerPlan {
+    spec: TransportSpec,
+    tls: Option<Arc<Published<rustls::ServerConfig>>>,
+    policy: ListenerPolicy,
+}
+
+/// ALPN a listener's TLS offers: `mqtt` for MQTT, `http/1.1` for WebSocket (browsers offer
+/// it; a client that offers none is served too).
+fn alpn_for(listener: &ListenerConfig) -> &'static [&'static [u8]] {
+    match listener.protocol {
+        ListenerProtocol::Mqtt => &[b"mqtt"],
+        ListenerProtocol::Ws => &[b"http/1.1"],
+    }
+}
+
+/// Loads each listener's certificates and works out its rules. A certificate or key that
+/// cannot be used stops the start, naming the file.
+fn plan_listeners(config: &Config) -> io::Result<Vec<ListenerPlan>> {
+    if config.listeners.len() >= LISTENERS_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("at most {} listeners", LISTENERS_MAX - 1),
+        ));
+    }
+    let mut plans = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let tls = match &listener.tls {
+            Some(files) => {
+                let server = load_server_config(files, alpn_for(listener)).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("listener {}: {e}", listener.bind),
+                    )
+                })?;
+                Some(Arc::new(Published::new(server)))
+            }
+            None => None,
+        };
+        let ws = (listener.protocol == ListenerProtocol::Ws).then(|| WsSettings {
+            path: listener.path.clone(),
+            frame_payload_max: u64::from(config.limits.packet_size_max),
+        });
+        plans.push(ListenerPlan {
+            spec: TransportSpec {
+                tls: tls.as_ref().map(|p| p.current().0),
+                ws,
+            },
+            tls,
+            policy: ListenerPolicy {
+                allow_anonymous: listener.allow_anonymous,
+                connections_share: listener
+                    .max_connections
+                    .map(|max| max.div_ceil(config.shards as u32)),
+                use_identity_as_username: listener
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.use_identity_as_username),
+            },
+        });
+    }
+    Ok(plans)
 }
 
 /// One listening socket per configured address per shard, all on the same port (SO_REUSEPORT
 /// lets the kernel spread accepts). Port 0 is resolved by the first bind.
-fn bind_all(config: &Config) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
-    let mut per_shard: Vec<Vec<TcpListener>> = (0..config.shards).map(|_| Vec::new()).collect();
+type ShardListeners = Vec<(TcpListener, ListenerId)>;
+
+fn bind_all(config: &Config) -> io::Result<(Vec<ShardListeners>, Vec<SocketAddr>)> {
+    let mut per_shard: Vec<ShardListeners> = (0..config.shards).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::with_capacity(config.listeners.len());
-    for addr in &config.listeners {
-        let first = bind(*addr)?;
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let id = ListenerId(index as u8);
+        let first = bind(listener.bind)?;
         let actual = first.local_addr()?;
-        per_shard[0].push(first);
+        per_shard[0].push((first, id));
         for listeners in per_shard.iter_mut().skip(1) {
-            listeners.push(bind(actual)?);
+            listeners.push((bind(actual)?, id));
         }
         local_addrs.push(actual);
     }
@@ -238,7 +366,7 @@ fn bind_all(config: &Config) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAdd
 
 /// Starts the broker and runs it until SIGINT or SIGTERM.
 pub fn run(config: Config) -> io::Result<()> {
-    let loopback_only = config.listeners.iter().all(|a| a.ip().is_loopback());
+    let loopback_only = config.loopback_only();
     // The handlers are installed before the broker says it is serving: a SIGTERM that comes
     // right after that line must shut down cleanly, not kill the process (a CI flake).
     let signals = tokio::runtime::Builder::new_current_thread()
@@ -290,7 +418,7 @@ fn log_access(access: &Access) {
 /// A broker reachable from the network should not be open to everyone by accident, nor
 /// closed to everyone: say so at start.
 fn warn_if_open(config: &Config, access: &Access, authenticator: &crate::auth::Authenticator) {
-    let public = config.listeners.iter().any(|a| !a.ip().is_loopback());
+    let public = !config.loopback_only();
     if !public {
         return;
     }
@@ -322,7 +450,8 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// What a shard thread starts with.
 struct ShardStart {
     config: Config,
-    listeners: Vec<TcpListener>,
+    listeners: ShardListeners,
+    plans: Arc<Vec<ListenerPlan>>,
     endpoint: Endpoint<ShardMessage>,
     backend: Backend,
     core: Option<core_affinity::CoreId>,
@@ -345,8 +474,21 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         authenticator,
         access,
         verifier,
+        plans,
         ..
     } = start;
+    let runtime_of = |id: ListenerId| match plans.get(id.0 as usize) {
+        Some(plan) => ListenerRuntime::new(id, plan.spec.clone(), plan.tls.clone()),
+        None => ListenerRuntime::new(
+            id,
+            TransportSpec {
+                tls: None,
+                ws: None,
+            },
+            None,
+        ),
+    };
+    let policies = plans.iter().map(|p| p.policy.clone()).collect();
     let (current, seen) = access.current();
     let services = Services {
         access,
@@ -361,16 +503,18 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
     )
     .with_protocol(config.protocol.clone())
     .with_auth(authenticator)
-    .with_access(current);
+    .with_access(current)
+    .with_listeners(policies);
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);
             let mut accepts = Vec::new();
-            for listener in listeners {
+            for (listener, id) in listeners {
                 let listener = tokio_uring::net::TcpListener::from_std(listener);
                 accepts.push(tokio::task::spawn_local(uring::accept_loop(
                     driver.clone(),
                     listener,
+                    runtime_of(id),
                 )));
             }
             serve(driver, accepts, services, stop, ready).await;
@@ -387,11 +531,12 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
             local.block_on(&runtime, async move {
                 let driver = Driver::new(shard);
                 let mut accepts = Vec::new();
-                for listener in listeners {
+                for (listener, id) in listeners {
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => accepts.push(tokio::task::spawn_local(epoll::accept_loop(
                             driver.clone(),
                             l,
+                            runtime_of(id),
                         ))),
                         Err(error) => tracing::error!(%error, "cannot register listener"),
                     }

@@ -457,7 +457,9 @@ fn a_bad_file_at_start_names_file_and_line_and_the_broker_does_not_start() {
     let dir = Dir::new("bad");
     let acl = dir.write("acl", "topic read a/#\nuser x\nfrobnicate\n");
     let mut config = ringmq::config::Config {
-        listeners: vec!["127.0.0.1:0".parse().expect("addr")],
+        listeners: vec![ringmq::config::ListenerConfig::mqtt(
+            "127.0.0.1:0".parse().expect("addr"),
+        )],
         ..Default::default()
     };
     config.auth.acl_file = Some(acl);

@@ -21,7 +21,10 @@ struct Cluster {
 impl Cluster {
     fn start(tweak: impl FnOnce(&mut Limits)) -> Cluster {
         let mut config = Config {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            listeners: vec![ringmq::config::ListenerConfig::mqtt(SocketAddr::from((
+                [127, 0, 0, 1],
+                0,
+            )))],
             sys_interval_s: 1,
             shards: SHARDS,
             shard_listeners: true,

@@ -15,7 +15,9 @@ use ringmq_loadgen::{probe, Report};
 
 fn start_broker() -> ringmq::runtime::Broker {
     let config = ringmq::config::Config {
-        listeners: vec!["127.0.0.1:0".parse().expect("addr")],
+        listeners: vec![ringmq::config::ListenerConfig::mqtt(
+            "127.0.0.1:0".parse().expect("addr"),
+        )],
         sys_interval_s: 1,
         ..Default::default()
     };

@@ -120,9 +120,15 @@ impl Access {
     }
 
     /// Decides a CONNECT that did not use enhanced authentication.
-    pub fn admit(&self, username: Option<&str>, password: Option<&[u8]>) -> Admission {
+    pub fn admit(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        allow_anonymous: Option<bool>,
+    ) -> Admission {
+        let allow_anonymous = allow_anonymous.unwrap_or(self.allow_anonymous);
         match (username, &self.passwords) {
-            (None, _) if self.allow_anonymous => Admission::Accept,
+            (None, _) if allow_anonymous => Admission::Accept,
             // [MQTT-3.1.4-3]-style refusal: 3.1.1 0x05, 5.0 0x87.
             (None, _) => Admission::Refuse(
                 ReasonCode::NOT_AUTHORIZED,
@@ -135,7 +141,7 @@ impl Access {
                     "user name without a password",
                 ),
             },
-            (Some(_), None) if self.allow_anonymous => Admission::Accept,
+            (Some(_), None) if allow_anonymous => Admission::Accept,
             (Some(_), None) => Admission::Refuse(
                 ReasonCode::NOT_AUTHORIZED,
                 "no password file to check the user name against",

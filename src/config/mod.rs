@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod listener;
 mod protocol;
+pub use listener::{ListenerConfig, ListenerProtocol, TlsFiles};
 pub use protocol::{ProtocolOptions, SharedStrategy};
 
 /// Every bound the broker enforces. Each limit says what happens when it is reached.
@@ -82,6 +84,9 @@ pub struct Limits {
     /// not the password) until the next reload, so reconnects skip the verifier. When full
     /// the cache starts afresh; 0 turns it off.
     pub auth_cache_max: u32,
+    /// Seconds a TLS handshake and a WebSocket upgrade together may take from accept. A
+    /// connection still handshaking then is closed (counted; an upgrade in progress gets 408).
+    pub tls_handshake_timeout_s: u32,
 }
 
 impl Default for Limits {
@@ -103,6 +108,7 @@ impl Default for Limits {
             close_timeout_s: 10,
             auth_verify_queue_max: 1024,
             auth_cache_max: 100_000,
+            tls_handshake_timeout_s: 10,
         }
     }
 }
@@ -129,6 +135,10 @@ impl Limits {
             (
                 "limits.auth_verify_queue_max",
                 self.auth_verify_queue_max as u64,
+            ),
+            (
+                "limits.tls_handshake_timeout_s",
+                self.tls_handshake_timeout_s as u64,
             ),
         ];
         for (key, value) in positive {
@@ -169,7 +179,8 @@ pub enum IoBackend {
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub listeners: Vec<SocketAddr>,
+    /// `listen` / `--listen` addresses (plain MQTT) followed by the `[[listener]]` tables.
+    pub listeners: Vec<ListenerConfig>,
     /// Shard threads; each owns one core's share of the connections. Default: the CPUs this
     /// process may run on.
     pub shards: usize,
@@ -257,7 +268,12 @@ impl Config {
     pub fn allow_anonymous(&self) -> bool {
         self.auth
             .allow_anonymous
-            .unwrap_or_else(|| self.listeners.iter().all(|a| a.ip().is_loopback()))
+            .unwrap_or_else(|| self.loopback_only())
+    }
+
+    /// Every listener is bound to a loopback address.
+    pub fn loopback_only(&self) -> bool {
+        self.listeners.iter().all(|l| l.bind.ip().is_loopback())
     }
 
     /// The access policy's settings, for [`crate::auth::Access::load`].
@@ -274,7 +290,10 @@ impl Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            listeners: vec![ListenerConfig::mqtt(SocketAddr::from((
+                [127, 0, 0, 1],
+                1883,
+            )))],
             shards: available_cpus(),
             pin_cores: false,
             shard_listeners: false,
@@ -293,6 +312,8 @@ impl Default for Config {
 #[serde(default, deny_unknown_fields)]
 struct FileConfig {
     listen: Option<Vec<String>>,
+    /// `[[listener]]` tables.
+    listener: Vec<ListenerConfig>,
     shards: Option<usize>,
     pin_cores: Option<bool>,
     io: Option<IoBackend>,
@@ -359,7 +380,11 @@ impl Config {
         let mut config = Config::default();
         config.apply_file(file)?;
         if !cli.listen.is_empty() {
-            config.listeners = parse_listeners("--listen", &cli.listen)?;
+            // `--listen` replaces the file's `listen` addresses; its `[[listener]]` tables stay.
+            config.listeners.retain(|l| l.from_table);
+            let mut plain = parse_listeners("--listen", &cli.listen)?;
+            plain.append(&mut config.listeners);
+            config.listeners = plain;
         }
         if let Some(shards) = cli.shards {
             config.shards = shards;
@@ -408,6 +433,13 @@ impl Config {
     fn apply_file(&mut self, file: FileConfig) -> Result<(), ConfigError> {
         if let Some(listen) = file.listen {
             self.listeners = parse_listeners("listen", &listen)?;
+        } else if !file.listener.is_empty() {
+            // `[[listener]]` tables alone replace the default listener.
+            self.listeners.clear();
+        }
+        for mut listener in file.listener {
+            listener.from_table = true;
+            self.listeners.push(listener);
         }
         if let Some(shards) = file.shards {
             self.shards = shards;
@@ -436,6 +468,9 @@ impl Config {
                 key: "listen",
                 why: "no address given".into(),
             });
+        }
+        for listener in &self.listeners {
+            listener.validate()?;
         }
         if self.shards == 0 || self.shards > SHARDS_MAX {
             return Err(ConfigError::Invalid {
@@ -477,14 +512,19 @@ pub fn available_cpus() -> usize {
         .unwrap_or(1)
 }
 
-fn parse_listeners(key: &'static str, values: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+fn parse_listeners(
+    key: &'static str,
+    values: &[String],
+) -> Result<Vec<ListenerConfig>, ConfigError> {
     values
         .iter()
         .map(|v| {
-            v.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
-                key,
-                why: format!("{v:?} is not ADDR:PORT ({e})"),
-            })
+            v.parse::<SocketAddr>()
+                .map(ListenerConfig::mqtt)
+                .map_err(|e| ConfigError::Invalid {
+                    key,
+                    why: format!("{v:?} is not ADDR:PORT ({e})"),
+                })
         })
         .collect()
 }
@@ -498,7 +538,10 @@ mod tests {
         let config = Config::from_cli(&Cli::default()).expect("defaults are valid");
         assert_eq!(
             config.listeners,
-            vec![SocketAddr::from(([127, 0, 0, 1], 1883))]
+            vec![ListenerConfig::mqtt(SocketAddr::from((
+                [127, 0, 0, 1],
+                1883
+            )))]
         );
         assert_eq!(config.limits.inflight_max, 20);
         assert_eq!(config.limits.queued_messages_max, 1000);
@@ -513,7 +556,7 @@ mod tests {
         .expect("valid");
         assert_eq!(
             config.listeners,
-            vec![SocketAddr::from(([0, 0, 0, 0], 1884))]
+            vec![ListenerConfig::mqtt(SocketAddr::from(([0, 0, 0, 0], 1884)))]
         );
         assert_eq!(config.sys_interval_s, 5);
         assert_eq!(config.limits.inflight_max, 7);

@@ -156,11 +156,27 @@ impl Shard {
         params: ConnectParams,
         password: Option<Bytes>,
     ) {
+        let mut params = params;
+        match self.identity_for(id) {
+            // `use_identity_as_username`: the certificate authenticated the client.
+            Some(Ok(name)) => {
+                params.username = Some(name);
+                return self.claim_session(now, id, params);
+            }
+            Some(Err(())) => {
+                let code = ReasonCode::NOT_AUTHORIZED;
+                let why = "no verified client certificate name to use as the user name";
+                return self.refuse_access(now, id, params.version, code, why);
+            }
+            None => {}
+        }
         let username = params.username.clone();
-        match self
-            .access
-            .admit(username.as_ref().map(ByteStr::as_str), password.as_deref())
-        {
+        let anonymous = self.listener_allows_anonymous(id);
+        match self.access.admit(
+            username.as_ref().map(ByteStr::as_str),
+            password.as_deref(),
+            anonymous,
+        ) {
             Admission::Accept => self.claim_session(now, id, params),
             Admission::Refuse(code, why) => self.refuse_access(now, id, params.version, code, why),
             Admission::Verify(file) => {

@@ -18,9 +18,11 @@ pub(super) enum LogKind {
     AuthFailed,
     RetainedDropped,
     AclDenied,
+    /// TLS handshakes and WebSocket upgrades that failed.
+    Transport,
 }
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Window {

@@ -39,6 +39,7 @@ mod connect;
 pub mod driver;
 mod flow;
 mod handoff;
+mod listener;
 mod log;
 mod message;
 mod peer;
@@ -61,6 +62,7 @@ mod tests_v5;
 pub mod verifier;
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -79,6 +81,7 @@ use crate::topic::{RetainStamp, RetainedStore, SubscriptionTrie, TopicFilter};
 
 pub use crate::metrics::Stats;
 pub use access::{Verified, VerifyRequest};
+pub use listener::{ListenerId, ListenerPolicy, LISTENERS_MAX};
 pub use message::{ConnRef, Handoff, MemberChange, ShardMessage, StatsSnapshot};
 
 /// A connection slot plus the generation that was in it, so that a late completion for a
@@ -158,6 +161,8 @@ struct Conn {
     out: Outbox,
     /// Already in the dirty list; avoids listing a connection twice per tick.
     dirty: bool,
+    /// The listener it came in on (per-listener rules, `listener.rs`).
+    listener: ListenerId,
     /// Output is held until every peer has acknowledged interest update `hold_until`.
     hold_until: u64,
     /// How many shards currently ask us not to read from this connection (flow control).
@@ -256,6 +261,8 @@ pub struct Shard {
     handoffs: handoff::Handoffs,
     /// Per-kind budget for log lines a client can cause.
     log: log::LogLimiter,
+    /// Per-listener rules and counts (`listener.rs`).
+    listeners: listener::Listeners,
     /// This shard's share of `connections_max` and `sessions_max` (`Limits` says why).
     conns_max: usize,
     sessions_max: usize,
@@ -312,6 +319,7 @@ impl Shard {
             sys: sys::SysPublisher::new(now, sys_interval_s),
             handoffs: Default::default(),
             log: log::LogLimiter::default(),
+            listeners: Default::default(),
             conns_max,
             sessions_max,
             closing: Default::default(),
@@ -355,35 +363,6 @@ impl Shard {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// Registers a new transport connection, or refuses it at `connections_max`.
-    pub fn accept(&mut self, now: Instant, peer: SocketAddr) -> Option<ConnectionId> {
-        if self.conns.len() >= self.conns_max {
-            self.stats.connections_refused += 1;
-            if let Some(suppressed) = self.log.allow(log::LogKind::ConnectionRefused, now) {
-                tracing::warn!(%peer, share = self.conns_max, suppressed,
-                    "connections_max reached on this shard");
-            }
-            return None;
-        }
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let generation = self.next_generation;
-        let index = self.conns.insert(Conn {
-            generation,
-            state: ConnState::AwaitingConnect { since: now },
-            read_buf: None,
-            out: Outbox::default(),
-            dirty: false,
-            hold_until: 0,
-            throttles: 0,
-            peer: PeerAddr::from(peer),
-        });
-        self.stats.connections_accepted += 1;
-        Some(ConnectionId {
-            index: index as u32,
-            generation,
-        })
     }
 
     fn conn(&self, id: ConnectionId) -> Option<&Conn> {
@@ -470,6 +449,7 @@ impl Shard {
         }
         // A connection that vanishes while attached is an ungraceful loss: its will goes out.
         self.end_connection(now, id, End::Lost);
+        self.release_listener(id);
         self.conns.remove(id.index as usize);
         // A congested subscriber that went away no longer holds its publishers back.
         self.check_congestion(now);

@@ -58,7 +58,7 @@ impl Broker {
     }
 
     /// Re-reads the password and ACL files, as SIGHUP does.
-    pub fn reload(&self) -> Result<(), ringmq::auth::FileError> {
+    pub fn reload(&self) -> Result<(), ringmq::runtime::ReloadError> {
         self.inner.reload()
     }
 
@@ -79,7 +79,10 @@ pub fn start_broker(tweak: impl FnOnce(&mut Limits)) -> Broker {
 pub fn start_broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
     init_tracing();
     let mut config = Config {
-        listeners: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        listeners: vec![ringmq::config::ListenerConfig::mqtt(SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        )))],
         sys_interval_s: 1,
         io: io_from_env(),
         shards: shards_from_env(),

@@ -155,6 +155,9 @@ struct Handle<S> {
     stream: Rc<S>,
     /// A writer task is running for this connection.
     writing: bool,
+    /// TLS and/or WebSocket between the socket and the shard (`transport.rs`); `None` for
+    /// plain MQTT, which pays 8 bytes for it.
+    transport: Option<Box<crate::transport::Transport>>,
 }
 
 /// Everything the tasks of one shard thread share. Single-threaded: `Rc` and `RefCell`.
@@ -178,6 +181,8 @@ pub struct Driver<S> {
     verifier: RefCell<Option<super::verifier::Submitter>>,
     /// The access policy the runtime replaces on SIGHUP, and the generation last taken.
     access: RefCell<Option<(Arc<Published<Access>>, u64)>>,
+    /// Handshake deadlines and scratch space of TLS and WebSocket connections.
+    transports: transport::Transports,
 }
 
 impl<S: Stream> Driver<S> {
@@ -197,6 +202,7 @@ impl<S: Stream> Driver<S> {
             read_buffer_bytes,
             verifier: RefCell::new(None),
             access: RefCell::new(None),
+            transports: Default::default(),
         })
     }
 
@@ -268,9 +274,26 @@ impl<S: Stream> Driver<S> {
         }
     }
 
-    /// Registers an accepted socket; `None` if the shard refuses it (`connections_max`).
-    pub fn register(&self, stream: Rc<S>, peer: SocketAddr) -> Option<ConnectionId> {
-        let id = self.shard.borrow_mut().accept(Instant::now(), peer)?;
+    /// Registers an accepted socket; `None` if the shard refuses it (`connections_max`, the
+    /// listener's `max_connections`).
+    pub fn register(
+        &self,
+        stream: Rc<S>,
+        peer: SocketAddr,
+        listener: &ListenerRuntime,
+    ) -> Option<ConnectionId> {
+        let now = Instant::now();
+        let transport = match listener.start_transport() {
+            Ok(transport) => transport.map(Box::new),
+            Err(error) => {
+                tracing::error!(%error, "cannot start a TLS session; refusing the connection");
+                return None;
+            }
+        };
+        let id = self.shard.borrow_mut().accept_on(now, peer, listener.id)?;
+        if transport.is_some() {
+            self.handshake_started(id, now);
+        }
         let mut handles = self.handles.borrow_mut();
         let slot = id.index as usize;
         if handles.len() <= slot {
@@ -283,15 +306,19 @@ impl<S: Stream> Driver<S> {
         handles[slot] = Some(Handle {
             stream,
             writing: false,
+            transport,
         });
         Some(id)
     }
 
-    /// Feeds received bytes to the shard and wakes the flusher if anything became writable.
-    pub fn on_read(&self, id: ConnectionId, data: &[u8]) {
-        self.shard
-            .borrow_mut()
-            .handle_read(Instant::now(), id, data);
+    /// Feeds received bytes to the shard (through the connection's transport, if it has one)
+    /// and wakes the flusher if anything became writable.
+    pub fn on_read(self: &Rc<Self>, id: ConnectionId, data: &[u8]) {
+        if !self.transport_read(id, data) {
+            self.shard
+                .borrow_mut()
+                .handle_read(Instant::now(), id, data);
+        }
         self.wake_released();
         self.flush.notify_one();
     }
@@ -401,16 +428,21 @@ impl<S: Stream> Driver<S> {
             };
             self.update_read_gate(backlog);
             for id in dirty.drain(..) {
-                let mut handles = self.handles.borrow_mut();
-                let Some(Some(handle)) = handles.get_mut(id.index as usize) else {
-                    continue;
-                };
-                if !handle.writing {
-                    handle.writing = true;
-                    let stream = handle.stream.clone();
-                    tokio::task::spawn_local(self.clone().writer(id, stream));
-                }
+                self.ensure_writer(id);
             }
+        }
+    }
+
+    /// Starts a writer for connection `id` unless one is running.
+    fn ensure_writer(self: &Rc<Self>, id: ConnectionId) {
+        let mut handles = self.handles.borrow_mut();
+        let Some(Some(handle)) = handles.get_mut(id.index as usize) else {
+            return;
+        };
+        if !handle.writing {
+            handle.writing = true;
+            let stream = handle.stream.clone();
+            tokio::task::spawn_local(self.clone().writer(id, stream));
         }
     }
 
@@ -418,14 +450,15 @@ impl<S: Stream> Driver<S> {
     async fn writer(self: Rc<Self>, id: ConnectionId, stream: Rc<S>) {
         loop {
             let (bytes, close) = self.shard.borrow_mut().take_output(id);
+            // Taking the output may have let a client that was over its output limit be read
+            // again.
+            if bytes.is_some() && self.shard.borrow_mut().resume_after_output(Instant::now()) {
+                self.wake_released();
+                self.flush.notify_one();
+            }
+            let (bytes, close) = self.wire_output(id, bytes, close);
             match bytes {
                 Some(bytes) => {
-                    // Taking the output may have let a client that was over its output limit
-                    // be read again.
-                    if self.shard.borrow_mut().resume_after_output(Instant::now()) {
-                        self.wake_released();
-                        self.flush.notify_one();
-                    }
                     if stream.write_all(bytes).await.is_err() {
                         stream.shutdown();
                         break;
@@ -456,6 +489,7 @@ impl<S: Stream> Driver<S> {
             interval.tick().await;
             release_freed_memory();
             self.take_new_access();
+            self.expire_handshakes(Instant::now());
             self.shard.borrow_mut().handle_tick(Instant::now());
             self.force_close(&mut forced);
             self.wake_released();
@@ -483,160 +517,20 @@ impl<S: Stream> Driver<S> {
     }
 }
 
-/// io_uring sockets (tokio-uring).
-pub mod uring {
-    use super::*;
+pub mod epoll;
+mod transport;
+pub mod uring;
 
-    impl Stream for tokio_uring::net::TcpStream {
-        async fn write_all(&self, bytes: Bytes) -> io::Result<()> {
-            let (result, _) = tokio_uring::net::TcpStream::write_all(self, bytes).await;
-            result
-        }
-
-        fn shutdown(&self) {
-            // Errors mean the socket is already gone, which is what we wanted.
-            let _ = tokio_uring::net::TcpStream::shutdown(self, Shutdown::Both);
-        }
-
-        fn set_nodelay(&self) -> io::Result<()> {
-            tokio_uring::net::TcpStream::set_nodelay(self, true)
-        }
-    }
-
-    pub async fn accept_loop(
-        driver: Rc<Driver<tokio_uring::net::TcpStream>>,
-        listener: tokio_uring::net::TcpListener,
-    ) {
-        let listener = &listener;
-        super::accept_loop(driver, move || listener.accept(), reader).await
-    }
-
-    /// Feeds one connection's bytes to the shard until EOF. Kept at most
-    /// [`READER_FUTURE_BYTES_MAX`]: no locals but the read itself live across its await, and
-    /// it is an `async move` block because an `async fn` stores its arguments twice.
-    #[allow(
-        clippy::manual_async_fn,
-        reason = "async fn stores its arguments twice"
-    )]
-    pub(super) fn reader(
-        driver: Rc<Driver<tokio_uring::net::TcpStream>>,
-        stream: Rc<tokio_uring::net::TcpStream>,
-        id: ConnectionId,
-    ) -> impl Future<Output = ()> {
-        async move {
-            let mut next_bytes = CONNECT_READ_BYTES;
-            loop {
-                if driver.read_gated(id) {
-                    Box::pin(driver.read_gate(id)).await;
-                }
-                let buf = if next_bytes == driver.read_buffer_bytes {
-                    driver.take_buffer()
-                } else {
-                    ReadBuf::new(next_bytes)
-                };
-                let (result, buf) = stream.read(buf).await;
-                match result {
-                    Ok(0) | Err(_) => {
-                        driver.return_buffer(buf);
-                        break;
-                    }
-                    Ok(n) => {
-                        driver.on_read(id, &buf.0[..n]);
-                        // A full buffer means more is probably waiting: read big next time.
-                        next_bytes = if n == buf.len() {
-                            driver.read_buffer_bytes
-                        } else {
-                            IDLE_READ_BYTES
-                        };
-                        driver.return_buffer(buf);
-                    }
-                }
-            }
-            driver.on_closed(id);
-        }
-    }
-}
-
-/// epoll sockets (tokio's own), the fallback when io_uring is blocked.
-pub mod epoll {
-    use super::*;
-
-    impl Stream for tokio::net::TcpStream {
-        async fn write_all(&self, bytes: Bytes) -> io::Result<()> {
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                self.writable().await?;
-                match self.try_write(rest) {
-                    Ok(n) => rest = &rest[n..],
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        }
-
-        fn shutdown(&self) {
-            let _ = socket2::SockRef::from(self).shutdown(Shutdown::Both);
-        }
-
-        fn set_nodelay(&self) -> io::Result<()> {
-            tokio::net::TcpStream::set_nodelay(self, true)
-        }
-    }
-
-    pub async fn accept_loop(
-        driver: Rc<Driver<tokio::net::TcpStream>>,
-        listener: tokio::net::TcpListener,
-    ) {
-        let listener = &listener;
-        super::accept_loop(driver, move || listener.accept(), reader).await
-    }
-
-    /// Feeds one connection's bytes to the shard until EOF. Waits for readiness first, then
-    /// reads into the shard's pooled buffer: an idle connection holds no buffer at all. An
-    /// `async move` block for the reason given on the io_uring reader.
-    #[allow(
-        clippy::manual_async_fn,
-        reason = "async fn stores its arguments twice"
-    )]
-    pub(super) fn reader(
-        driver: Rc<Driver<tokio::net::TcpStream>>,
-        stream: Rc<tokio::net::TcpStream>,
-        id: ConnectionId,
-    ) -> impl Future<Output = ()> {
-        async move {
-            loop {
-                if driver.read_gated(id) {
-                    Box::pin(driver.read_gate(id)).await;
-                }
-                // Readiness without `readable()`: its future would add ~100 bytes to the task.
-                if std::future::poll_fn(|cx| stream.poll_read_ready(cx))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                let mut buf = driver.take_buffer();
-                let result = stream.try_read(&mut buf.0);
-                if let Ok(n @ 1..) = result {
-                    driver.on_read(id, &buf.0[..n]);
-                }
-                driver.return_buffer(buf);
-                match result {
-                    Ok(0) => break,
-                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => break,
-                    _ => {}
-                }
-            }
-            driver.on_closed(id);
-        }
-    }
-}
+pub use transport::ListenerRuntime;
 
 /// Accepts connections forever on either backend: `accept` yields sockets, `reader` is the
 /// backend's reader task.
-async fn accept_loop<S, A, AF, R, RF>(driver: Rc<Driver<S>>, mut accept: A, reader: R)
-where
+async fn accept_loop<S, A, AF, R, RF>(
+    driver: Rc<Driver<S>>,
+    listener: ListenerRuntime,
+    mut accept: A,
+    reader: R,
+) where
     S: Stream,
     A: FnMut() -> AF,
     AF: Future<Output = io::Result<(S, SocketAddr)>>,
@@ -649,7 +543,7 @@ where
                 // Latency comes from our batching, not Nagle's.
                 let _ = stream.set_nodelay();
                 let stream = Rc::new(stream);
-                if let Some(id) = driver.register(stream.clone(), peer) {
+                if let Some(id) = driver.register(stream.clone(), peer, &listener) {
                     tokio::task::spawn_local(reader(driver.clone(), stream, id));
                 }
             }
