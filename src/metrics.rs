@@ -91,5 +91,9 @@ impl Stats {
         self.close_timeouts += other.close_timeouts;
         self.auth_busy += other.auth_busy;
         self.shared_redelivered += other.shared_redelivered;
+        self.tls_handshake_failures += other.tls_handshake_failures;
+        self.handshake_timeouts += other.handshake_timeouts;
+        self.ws_upgrades_refused += other.ws_upgrades_refused;
+        self.ws_protocol_errors += other.ws_protocol_errors;
     }
 }

@@ -56,7 +56,7 @@ impl Shard {
         let s = &total.stats;
         let online = s.clients_connected;
         let uptime_s = now.duration_since(self.sys.started_at).as_secs();
-        let values: [(&'static str, String); 19] = [
+        let values: [(&'static str, String); 23] = [
             (
                 "$SYS/broker/version",
                 format!("ringmq version {}", crate::VERSION),
@@ -110,6 +110,23 @@ impl Shard {
             ("$SYS/broker/auth/failures", s.auth_failures.to_string()),
             ("$SYS/broker/auth/busy", s.auth_busy.to_string()),
             ("$SYS/broker/acl/denied", s.acl_denied.to_string()),
+            // Nor these: TLS and WebSocket connections the transport closed.
+            (
+                "$SYS/broker/transport/tls_handshake_failures",
+                s.tls_handshake_failures.to_string(),
+            ),
+            (
+                "$SYS/broker/transport/handshake_timeouts",
+                s.handshake_timeouts.to_string(),
+            ),
+            (
+                "$SYS/broker/transport/ws_upgrades_refused",
+                s.ws_upgrades_refused.to_string(),
+            ),
+            (
+                "$SYS/broker/transport/ws_protocol_errors",
+                s.ws_protocol_errors.to_string(),
+            ),
         ];
         for (topic, value) in values {
             let topic = TopicName::new(ByteStr::from_static(topic)).expect("static $SYS topic");
