@@ -319,9 +319,11 @@ fn plan_listeners(config: &Config) -> io::Result<Vec<ListenerPlan>> {
             }
             None => None,
         };
-        let ws = (listener.protocol == ListenerProtocol::Ws).then(|| WsSettings {
-            path: listener.path.clone(),
-            frame_payload_max: u64::from(config.limits.packet_size_max),
+        let ws = (listener.protocol == ListenerProtocol::Ws).then(|| {
+            Arc::new(WsSettings {
+                path: listener.path.clone(),
+                frame_payload_max: u64::from(config.limits.packet_size_max),
+            })
         });
         plans.push(ListenerPlan {
             spec: TransportSpec {

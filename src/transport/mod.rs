@@ -31,6 +31,9 @@ pub mod ws;
 
 pub use tls_config::{load_server_config, TlsConfigError};
 
+/// Unsent bytes beyond which WebSocket pings are no longer answered.
+pub const PONG_BACKLOG_MAX: usize = 64 * 1024;
+
 /// Why a transport gave up on a connection. The answer owed to the peer, if any, has already
 /// been queued for the socket.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +89,9 @@ pub enum TransportFailure {
 #[derive(Clone)]
 pub struct TransportSpec {
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub ws: Option<ws::WsSettings>,
+    /// Shared by every connection of the listener: an idle WebSocket connection holds a
+    /// pointer to it, not a copy of its path.
+    pub ws: Option<Arc<ws::WsSettings>>,
 }
 
 impl TransportSpec {
@@ -106,7 +111,7 @@ impl TransportSpec {
         };
         Ok(Some(Transport {
             tls,
-            ws: self.ws.as_ref().map(ws::WsLayer::new),
+            ws: self.ws.clone().map(ws::WsLayer::new),
             wire: Vec::new(),
             closed: false,
         }))
@@ -149,15 +154,19 @@ impl Transport {
         };
         // WebSocket, under TLS or not: what WebSocket answers (101, pong, close) goes down
         // through TLS like any other data.
+        // A client that pings without reading would grow `wire` without end: past
+        // `PONG_BACKLOG_MAX` unsent bytes its pings go unanswered (RFC 6455 5.5.3 lets a pong
+        // answer only the latest ping).
+        let pong_budget = PONG_BACKLOG_MAX.saturating_sub(self.wire.len());
         let mut answer = Vec::new();
         let result = match &mut self.tls {
             Some(tls) => {
                 let mut plain = Vec::new();
                 let tls_result = tls.receive(input, &mut plain, &mut self.wire);
-                let ws_result = ws.receive(&plain, mqtt, &mut answer);
+                let ws_result = ws.receive(&plain, mqtt, &mut answer, pong_budget);
                 tls_result.and(ws_result)
             }
-            None => ws.receive(input, mqtt, &mut answer),
+            None => ws.receive(input, mqtt, &mut answer, pong_budget),
         };
         if !answer.is_empty() {
             self.send_below_ws(&answer)?;

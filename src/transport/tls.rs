@@ -58,6 +58,11 @@ impl TlsLayer {
         cn.as_str().ok().map(str::to_owned)
     }
 
+    /// Bytes reserved for received data (0 on an idle connection).
+    pub fn incoming_capacity(&self) -> usize {
+        self.incoming.capacity()
+    }
+
     /// The protocol agreed by ALPN, if the client offered one we accept.
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()

@@ -18,6 +18,7 @@
 //! | close | the close echoed, then the end |
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -73,8 +74,10 @@ struct Frame {
 }
 
 pub struct WsLayer {
-    settings: WsSettings,
+    settings: Arc<WsSettings>,
     state: State,
+    /// Bytes of pongs this read may still queue (see `transport::PONG_BACKLOG_MAX`).
+    pong_budget: usize,
     /// Unparsed input: the request while upgrading, then a partial frame header (or a control
     /// frame's payload, at most 125 bytes). Empty and unallocated when idle.
     pending: Vec<u8>,
@@ -84,10 +87,11 @@ pub struct WsLayer {
 }
 
 impl WsLayer {
-    pub fn new(settings: &WsSettings) -> WsLayer {
+    pub fn new(settings: Arc<WsSettings>) -> WsLayer {
         WsLayer {
-            settings: settings.clone(),
+            settings,
             state: State::Upgrading,
+            pong_budget: 0,
             pending: Vec::new(),
             frame: None,
             in_binary_message: false,
@@ -99,13 +103,16 @@ impl WsLayer {
     }
 
     /// Takes bytes from below (the socket or TLS). MQTT bytes go to `mqtt`; what the peer
-    /// must be sent (the 101, a pong, a close frame) to `answer`.
+    /// must be sent (the 101, a pong, a close frame) to `answer`; pongs only while they fit
+    /// in `pong_budget` bytes.
     pub fn receive(
         &mut self,
         input: &[u8],
         mqtt: &mut Vec<u8>,
         answer: &mut Vec<u8>,
+        pong_budget: usize,
     ) -> Result<(), TransportError> {
+        self.pong_budget = pong_budget;
         let result = self.receive_inner(input, mqtt, answer);
         if self.pending.is_empty() {
             self.pending = Vec::new();
@@ -368,7 +375,11 @@ impl WsLayer {
     ) -> Result<(), TransportError> {
         match opcode {
             OpCode::Control(Control::Ping) => {
-                write_frame(OpCode::Control(Control::Pong), payload, answer);
+                let pong_bytes = 2 + payload.len();
+                if pong_bytes <= self.pong_budget {
+                    self.pong_budget -= pong_bytes;
+                    write_frame(OpCode::Control(Control::Pong), payload, answer);
+                }
                 Ok(())
             }
             OpCode::Control(Control::Close) => {
@@ -427,10 +438,24 @@ fn write_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// XORs `bytes` with the masking key, `offset` bytes into the payload.
+/// XORs `bytes` with the masking key, `offset` bytes into the payload. Eight bytes at a time:
+/// this runs over every byte a WebSocket client sends.
 fn unmask(bytes: &mut [u8], mask: [u8; 4], offset: u64) {
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte ^= mask[((offset + i as u64) % 4) as usize];
+    let shift = (offset % 4) as usize;
+    let mut rotated = [0u8; 8];
+    for (i, byte) in rotated.iter_mut().enumerate() {
+        *byte = mask[(shift + i) % 4];
+    }
+    let wide = u64::from_ne_bytes(rotated);
+    let mut chunks = bytes.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // The tail starts a multiple of 8 (so of 4) bytes after `offset`: the rotation still holds.
+    for (byte, key) in chunks.into_remainder().iter_mut().zip(rotated) {
+        *byte ^= key;
     }
 }
 
