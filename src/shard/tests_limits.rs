@@ -175,3 +175,42 @@ fn a_resend_too_large_for_the_client_frees_its_slot() {
     assert_eq!(got.len(), 1, "the window slot is free again");
     assert_eq!(&got[0].payload[..], b"small");
 }
+
+/// Found by the `shard` fuzz target (tests/fuzz/corpus/shard/crash-congested-session-gone-
+/// after-disconnect): a clean session whose client DISCONNECTs while it is congested is gone
+/// by the time the shard asks whether it has drained. It used to index the freed slot and
+/// panic; it must instead release the publishers it was holding back.
+#[test]
+fn a_congested_clean_session_that_disconnects_releases_its_publishers() {
+    let limits = Limits {
+        inflight_max: 1,
+        queued_messages_max: 8,
+        ..Limits::default()
+    };
+    let mut sim = Sim::new(limits);
+    let sub = sim.subscribed("slow", true, &[("t", QoS::AtLeastOnce)]);
+    let (publisher, _) = sim.connect("fast", true);
+    for n in 1..=4 {
+        sim.send(
+            publisher,
+            &publish("t", "m", QoS::AtLeastOnce, false, Some(n)),
+        );
+    }
+    assert!(
+        sim.shard.is_throttled(publisher),
+        "the slow subscriber's queue passed a quarter of queued_messages_max"
+    );
+    let disconnect = crate::codec::Packet::Disconnect(crate::codec::Disconnect::new(
+        crate::codec::ReasonCode::SUCCESS,
+    ));
+    sim.send(sub, &disconnect);
+    assert!(
+        !sim.shard.is_throttled(publisher),
+        "a session that is gone holds nobody back"
+    );
+    sim.send(
+        publisher,
+        &publish("t", "m", QoS::AtLeastOnce, false, Some(5)),
+    );
+    assert!(!sim.shard.is_throttled(publisher));
+}
