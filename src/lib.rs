@@ -8,6 +8,7 @@
 //! | [`topic`] | topic names, filters, the subscription trie, the retained store | wildcard rules, `$`-topics, matching |
 //! | [`session`] | one client's MQTT state machine, sans-IO | CONNECT rules, QoS flows, inflight window, keep-alive, offline queue |
 //! | [`shard`] | what one core owns: connections, sessions, trie; [`shard::ShardMessage`], all one shard tells another | routing a publish, take-over, wills, retained, `$SYS`, the cross-shard protocol; `shard::driver` holds the awaits |
+//! | [`transport`] | TLS and WebSocket as byte transforms between socket and shard, sans-IO | handshakes, framing, what a bad peer is answered |
 //! | [`auth`] | access policy and MQTT 5 enhanced authentication, sans-IO: password file, ACL file, SCRAM-SHA-256 | who may connect, publish, subscribe, read |
 //! | [`mesh`] | the only cross-thread code, generic over what it carries: SPSC rings between shards, doorbells, the `Published` cell | ring sizes, backpressure, wake-ups |
 //! | [`metrics`] | counters each shard keeps | what `$SYS` reports |
@@ -37,18 +38,23 @@
 //! | rate-limited logs of client-caused events | `shard/log.rs` |
 //! | cross-shard: interest, client-id home, `$SYS` totals | `shard/peer.rs` |
 //! | `$SYS` topics | `shard/sys.rs` |
-//! | sockets, batching, idle-connection memory, read pausing | `shard/driver.rs` |
+//! | sockets, batching, idle-connection memory, read pausing | `shard/driver/mod.rs` (backends: `driver/uring.rs`, `driver/epoll.rs`) |
+//! | `[[listener]]` tables, TLS files and choices | `config/listener.rs`, `transport/tls_config.rs` |
+//! | TLS (rustls unbuffered), WebSocket upgrade and frames | `transport/tls.rs`, `transport/ws.rs`, layered in `transport/mod.rs` |
+//! | a transport between socket and shard, handshake timeout | `shard/driver/transport.rs` |
+//! | per-listener `allow_anonymous`, `max_connections`, `use_identity_as_username`; transport counters | `shard/listener.rs` |
 //! | rings, doorbell | `mesh/ring.rs` |
 //! | `ShardMessage`, the cross-shard protocol | `shard/message.rs` (handled in `shard/peer.rs`) |
 //! | enhanced authentication, SCRAM-SHA-256, user store | `auth/mod.rs`, `auth/scram.rs` |
 //! | anonymous clients, password CONNECT, the ACL decisions | `auth/access.rs` (files: `auth/passwd`, `auth/acl.rs`) |
 //! | password checks off the shard, ACL on publish/subscribe/delivery, reload | `shard/access.rs`, `shard/verifier.rs`, `runtime.rs` (`Broker::reload`, SIGHUP) |
 //! | `ringmq passwd` | `auth/passwd` |
-//! | io_uring detection and epoll fallback, listeners, signals | `runtime.rs` |
+//! | io_uring detection and epoll fallback, listeners, certificate reload, signals | `runtime.rs` |
 //!
 //! # Dependency rule
 //!
-//! `codec <- topic <- session <- shard -> mesh`, and `runtime -> shard, mesh`. `mesh` is generic
+//! `codec <- topic <- session <- shard -> mesh`, `shard -> transport`, and
+//! `runtime -> shard, mesh, transport`. `mesh` is generic
 //! over what its rings carry and imports none of `codec`, `topic`, `session` or `shard`: the
 //! messages (`shard::ShardMessage`) belong to the shard that speaks them. `shard` never imports
 //! `runtime`. `codec`, `topic` and `session` never import tokio, `shard` or `runtime`: they take
