@@ -266,7 +266,7 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             ListenerProtocol::Ws => format!("{}://{addr}{}", l.scheme(), l.path),
         })
         .collect();
-    tracing::info!(?backend, shards, listeners = ?urls, "RingMQ {} serving", crate::VERSION);
+    tracing::info!(?backend, shards, addrs = ?local_addrs, listeners = ?urls, "RingMQ {} serving", crate::VERSION);
     Ok(Broker {
         local_addrs,
         shard_addrs,

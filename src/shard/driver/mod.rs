@@ -31,7 +31,7 @@
 //! | reader task | 256 | here | tokio's task cell is `repr(align(128))` with 104 bytes of header and trailer, so a reader future of at most [`READER_FUTURE_BYTES_MAX`] takes two cache lines instead of three (a test checks both backends) |
 //! | pending read buffer | 16 | here | [`IDLE_READ_BYTES`]; see below |
 //! | `Rc<Stream>` | 24 | here | shared by the reader and, while one runs, the writer |
-//! | handle slot | 16 | here | `Driver::handles`, a `Vec` indexed by connection slot and pre-sized like the shard's slabs: no hash entry, no copies left behind by growth |
+//! | handle slot | 24 | here | `Driver::handles`, a `Vec` indexed by connection slot and pre-sized like the shard's slabs: no hash entry, no copies left behind by growth; 8 of the 24 are the pointer to a TLS/WebSocket transport (`transport.rs`), `None` on plain MQTT |
 //! | socket record | 56 | tokio-uring | its `SharedFd` (plus a slab entry for the pending op) |
 //! | connection slot | 96 | `Shard` | `Conn`: the partial-frame buffer is boxed on demand and the peer address compact (a test keeps it at 96) |
 //! | session slot | 240 | `session` | `SessionEntry` |
@@ -601,6 +601,11 @@ mod tests {
     fn connection_slot_stays_small() {
         let bytes = std::mem::size_of::<super::super::Conn>();
         assert!(bytes <= 96, "Conn is {bytes} bytes; see the module docs");
+        let handle = std::mem::size_of::<Option<Handle<tokio::net::TcpStream>>>();
+        assert!(
+            handle <= 24,
+            "a handle slot is {handle} bytes; see the module docs"
+        );
     }
 
     /// Every idle connection pays for its reader task; see `READER_FUTURE_BYTES_MAX`.
