@@ -11,6 +11,20 @@ fn main() -> std::process::ExitCode {
         return passwd();
     }
     let cli = ringmq::config::Cli::parse();
+    if let Some(path) = &cli.check_config {
+        return check_config(path);
+    }
+    if cli.print_systemd_unit {
+        let binary = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/usr/local/bin/ringmq".into());
+        let config = cli.config.as_ref().map(|p| p.display().to_string());
+        print!(
+            "{}",
+            ringmq::config::systemd_unit(&binary, config.as_deref())
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     let config = match ringmq::config::Config::from_cli(&cli) {
         Ok(config) => config,
         Err(error) => {
@@ -18,6 +32,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if cli.print_config {
+        print!("{}", config.to_toml());
+        return std::process::ExitCode::SUCCESS;
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a terminal: logs piped to files or journald stay plain text.
@@ -47,6 +65,23 @@ fn main() -> std::process::ExitCode {
 
 /// Log lines waiting for the writer thread before new ones are dropped.
 const LOG_LINES_BUFFERED_MAX: usize = 64 * 1024;
+
+/// `ringmq --check-config FILE`: 0 and a summary when every file reads, 1 and one line per
+/// problem otherwise.
+fn check_config(path: &std::path::Path) -> std::process::ExitCode {
+    match ringmq::config::check_config_file(path) {
+        Ok(summary) => {
+            println!("{summary}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(ringmq::config::CheckFailed(problems)) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// `ringmq passwd`: exit 0 on success, 1 with a message on stderr otherwise.
 fn passwd() -> std::process::ExitCode {

@@ -10,7 +10,7 @@ pub use crate::transport::tls_config::TlsFiles;
 use super::ConfigError;
 
 /// What a listener speaks above TCP (TLS, if any, is below it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
     /// MQTT over TCP (or TLS): `mqtt://`, `mqtts://`.
@@ -21,7 +21,7 @@ pub enum ListenerProtocol {
 }
 
 /// One `[[listener]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// ADDR:PORT to bind.

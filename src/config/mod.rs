@@ -15,13 +15,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod check;
 mod listener;
+mod print;
 mod protocol;
+pub use check::{check_config_file, CheckFailed};
 pub use listener::{ListenerConfig, ListenerProtocol, TlsFiles};
+pub use print::systemd_unit;
 pub use protocol::{ProtocolOptions, SharedStrategy};
 
 /// Every bound the broker enforces. Each limit says what happens when it is reached.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest packet accepted from a client, fixed header included. A larger one is refused from
@@ -166,7 +170,9 @@ impl Limits {
 }
 
 /// Which I/O backend a shard runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum IoBackend {
     /// io_uring when the kernel allows it, epoll otherwise.
@@ -203,7 +209,7 @@ pub struct Config {
 
 /// Access control (`[auth]`): who may connect, what they may do, and the users for MQTT 5.0
 /// enhanced authentication. mosquitto's keys, with mosquitto's file formats.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Clients without a user name may connect. Unset: allowed only while every listener is
@@ -354,6 +360,17 @@ pub struct Cli {
     /// (`[auth] allow_anonymous = true`).
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Check FILE and the password, ACL and certificate files it names, without starting;
+    /// print what is wrong as `file:line` and exit non-zero if anything is.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
+    /// Print the effective configuration (file and flags, every default included) as TOML and
+    /// exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Print a hardened systemd unit that runs this binary with `--config` and exit.
+    #[arg(long)]
+    pub print_systemd_unit: bool,
 }
 
 /// A configuration mistake, naming the key at fault.

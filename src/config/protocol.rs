@@ -10,7 +10,7 @@ use super::ConfigError;
 
 /// How a shared subscription group (`$share/<group>/<filter>`) picks the member that gets a
 /// message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SharedStrategy {
     /// Members take turns (per publishing shard).
@@ -24,7 +24,7 @@ pub enum SharedStrategy {
 }
 
 /// Server-side MQTT 5.0 values. Announced in CONNACK, enforced on every protocol level.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProtocolOptions {
     /// Longest keep-alive a client may ask for, in seconds. 5.0 clients asking for more (or for
