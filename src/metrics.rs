@@ -52,6 +52,8 @@ pub struct Stats {
     /// Messages sent on to another member of a shared subscription group because the member
     /// they were routed to left.
     pub shared_redelivered: u64,
+    /// CONNECTs accepted (mosquitto's `load/connections`).
+    pub connects: u64,
     /// TLS handshakes that failed (bad ClientHello, plaintext on a TLS port, a certificate
     /// the CA did not sign...), and TLS records that failed after it.
     pub tls_handshake_failures: u64,
@@ -91,9 +93,32 @@ impl Stats {
         self.close_timeouts += other.close_timeouts;
         self.auth_busy += other.auth_busy;
         self.shared_redelivered += other.shared_redelivered;
+        self.connects += other.connects;
         self.tls_handshake_failures += other.tls_handshake_failures;
         self.handshake_timeouts += other.handshake_timeouts;
         self.ws_upgrades_refused += other.ws_upgrades_refused;
         self.ws_protocol_errors += other.ws_protocol_errors;
     }
+}
+
+/// The process's heap: bytes committed by the allocator now, and at most so far (mimalloc's
+/// own accounting; `$SYS/broker/heap/current` and `heap/maximum`).
+pub fn heap_bytes() -> (u64, u64) {
+    let (mut elapsed, mut user, mut system) = (0usize, 0usize, 0usize);
+    let (mut rss, mut peak_rss, mut commit, mut peak_commit, mut faults) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    // SAFETY: every pointer is to a local `usize`, valid for the call; mimalloc only writes them.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            &mut elapsed,
+            &mut user,
+            &mut system,
+            &mut rss,
+            &mut peak_rss,
+            &mut commit,
+            &mut peak_commit,
+            &mut faults,
+        );
+    }
+    (commit as u64, peak_commit as u64)
 }

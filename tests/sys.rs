@@ -10,18 +10,41 @@ use std::time::{Duration, Instant};
 use common::{start_broker, text, ConnectOpts, RawClient};
 use ringmq::codec::QoS;
 
-/// The topics mosquitto publishes that dashboards rely on, under exactly mosquitto's names.
-const MOSQUITTO_NAMES: [&str; 10] = [
+/// mosquitto's `$SYS/broker` tree (sys_tree.c), under exactly its names: what dashboards
+/// built for mosquitto read. All but the first two are numbers.
+const MOSQUITTO_NAMES: [&str; 32] = [
     "$SYS/broker/version",
     "$SYS/broker/uptime",
-    "$SYS/broker/clients/connected",
     "$SYS/broker/clients/total",
+    "$SYS/broker/clients/maximum",
+    "$SYS/broker/clients/connected",
+    "$SYS/broker/clients/active",
+    "$SYS/broker/clients/disconnected",
+    "$SYS/broker/clients/inactive",
+    "$SYS/broker/clients/expired",
+    "$SYS/broker/heap/current",
+    "$SYS/broker/heap/maximum",
     "$SYS/broker/messages/received",
     "$SYS/broker/messages/sent",
+    "$SYS/broker/messages/stored",
+    "$SYS/broker/store/messages/count",
+    "$SYS/broker/store/messages/bytes",
+    "$SYS/broker/publish/messages/received",
+    "$SYS/broker/publish/messages/sent",
+    "$SYS/broker/publish/messages/dropped",
+    "$SYS/broker/bytes/received",
+    "$SYS/broker/bytes/sent",
     "$SYS/broker/subscriptions/count",
+    "$SYS/broker/shared_subscriptions/count",
     "$SYS/broker/retained messages/count",
-    "$SYS/broker/load/bytes/received",
-    "$SYS/broker/load/bytes/sent",
+    "$SYS/broker/load/messages/received/1min",
+    "$SYS/broker/load/messages/sent/5min",
+    "$SYS/broker/load/publish/received/15min",
+    "$SYS/broker/load/publish/dropped/1min",
+    "$SYS/broker/load/bytes/received/5min",
+    "$SYS/broker/load/bytes/sent/15min",
+    "$SYS/broker/load/sockets/1min",
+    "$SYS/broker/load/connections/15min",
 ];
 
 /// Returns once the broker has published `$SYS` at least once, so that it is retained.
@@ -81,10 +104,42 @@ fn sys_broker_topics_use_mosquitto_names_and_are_retained() {
     for counter in &MOSQUITTO_NAMES[2..] {
         let value = text(&first_seen[*counter]);
         assert!(
-            value.parse::<u64>().is_ok(),
+            value.parse::<f64>().is_ok(),
             "{counter} is not a number: {value:?}"
         );
     }
+    let clients = |name: &str| text(&first_seen[name]).parse::<u64>().expect("a count");
+    assert!(clients("$SYS/broker/clients/maximum") >= clients("$SYS/broker/clients/total"));
+}
+
+/// The load averages are per-minute rates, as mosquitto's: connecting clients makes
+/// `load/connections/1min` rise above zero within a few updates.
+#[test]
+fn load_averages_rise_with_traffic() {
+    const TOPIC: &str = "$SYS/broker/load/connections/1min";
+    let broker = start_broker(|_| {});
+    let mut watcher = RawClient::connected(broker.addr, ConnectOpts::v311("watcher"));
+    watcher.subscribe(&[(TOPIC, QoS::AtMostOnce)]);
+    let mut clients = Vec::new();
+    for n in 0..5 {
+        clients.push(RawClient::connected(
+            broker.addr,
+            ConnectOpts::v311(&format!("c{n}")),
+        ));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let publish = watcher.recv_publish();
+        if publish.topic.as_str() != TOPIC || publish.retain {
+            continue;
+        }
+        let value: f64 = text(&publish).parse().expect("a number");
+        if value > 0.0 {
+            return;
+        }
+        seen.push(value);
+    }
+    panic!("{TOPIC} stayed at zero: {seen:?}");
 }
 
 #[test]

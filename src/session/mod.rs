@@ -331,6 +331,20 @@ impl Session {
         self.inflight.len() + self.queue.len()
     }
 
+    /// Messages held for this session (inflight plus queued) and their payload bytes, for
+    /// `$SYS/broker/store/messages/*`. Walks the queue: call it per `$SYS` interval, not per
+    /// packet.
+    pub fn queued_totals(&self) -> (u64, u64) {
+        let bytes = self
+            .inflight
+            .iter()
+            .map(|o| &o.envelope)
+            .chain(self.queue.iter())
+            .map(|e| e.message.payload.len() as u64)
+            .sum();
+        (self.pending_count() as u64, bytes)
+    }
+
     /// Binds a connection: writes CONNACK, then resends every unacknowledged PUBLISH with DUP
     /// and every PUBREL [MQTT-4.4.0-1], then fills the window from the queue. A will still
     /// waiting for its delay is cancelled [MQTT-3.1.3-9].

@@ -406,6 +406,7 @@ impl Shard {
         self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
         self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
         self.stats.clients_connected += 1;
+        self.stats.connects += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
         self.mark_dirty(id);

@@ -53,6 +53,9 @@ pub struct StatsSnapshot {
     pub stats: crate::metrics::Stats,
     pub sessions: u64,
     pub subscriptions: u64,
+    /// Messages waiting in session queues (online and offline) and their payload bytes.
+    pub queued: u64,
+    pub queued_bytes: u64,
 }
 
 /// One cross-shard message. Per ordered pair of shards, messages arrive in the order sent.

@@ -645,11 +645,18 @@ impl Shard {
     }
 
     /// The counters `$SYS` reports for this shard.
+    /// Visits every session for the queue totals: O(sessions), once per `sys_interval_s`.
     fn snapshot(&self) -> StatsSnapshot {
+        let (queued, queued_bytes) = self.sessions.iter().fold((0, 0), |(n, b), (_, e)| {
+            let (count, bytes) = e.session.queued_totals();
+            (n + count, b + bytes)
+        });
         StatsSnapshot {
             stats: self.stats.clone(),
             sessions: self.sessions.len() as u64,
             subscriptions: self.trie.len() as u64,
+            queued,
+            queued_bytes,
         }
     }
 

@@ -61,6 +61,11 @@ pub(super) struct SharedGroups {
 }
 
 impl SharedGroups {
+    /// Shared subscriptions broker-wide: members of every group.
+    pub(super) fn len(&self) -> usize {
+        self.groups.iter().map(|(_, g)| g.members.len()).sum()
+    }
+
     /// Applies a membership change made on `shard`.
     pub(super) fn apply(
         &mut self,
