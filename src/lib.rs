@@ -11,7 +11,8 @@
 //! | [`transport`] | TLS and WebSocket as byte transforms between socket and shard, sans-IO | handshakes, framing, what a bad peer is answered |
 //! | [`auth`] | access policy and MQTT 5 enhanced authentication, sans-IO: password file, ACL file, SCRAM-SHA-256 | who may connect, publish, subscribe, read |
 //! | [`mesh`] | the only cross-thread code, generic over what it carries: SPSC rings between shards, doorbells, the `Published` cell | ring sizes, backpressure, wake-ups |
-//! | [`metrics`] | counters each shard keeps | what `$SYS` reports |
+//! | [`metrics`] | counters each shard keeps, its `/metrics` report and their rendering | what `$SYS` and `/metrics` report |
+//! | [`admin`] | the admin thread: `/metrics` over HTTP, never on a shard | scrapes, `metrics_listen` |
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
 //! | [`runtime`] | threads, listeners, signals, I/O backend choice | start-up and shutdown |
 //!
@@ -61,6 +62,7 @@
 //! bytes and `now` and return packets and actions, so every protocol rule is testable without a
 //! socket. `tests/tidy.rs` checks this rule.
 
+pub mod admin;
 pub mod auth;
 pub mod codec;
 pub mod config;

@@ -51,6 +51,8 @@ pub struct Broker {
     verifiers: Option<VerifierPool>,
     /// Certificates of the TLS listeners, reloaded with the access policy.
     tls: Vec<TlsSource>,
+    /// The `/metrics` server, with `metrics_listen`.
+    admin: Option<crate::admin::Admin>,
 }
 
 /// Where a TLS listener's certificate comes from and where the shards pick it up.
@@ -112,12 +114,20 @@ impl Broker {
         }
     }
 
+    /// Where `/metrics` is served (with `metrics_listen`; useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::Admin::addr)
+    }
+
     /// Stops accepting, closes every connection, and joins the shard threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
     }
 
     fn stop_and_join(&mut self) {
+        if let Some(mut admin) = self.admin.take() {
+            admin.stop();
+        }
         let _ = self.stop.send(true);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -224,6 +234,18 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
         }
     }
     let endpoints = crate::mesh::build(shards, config.limits.mesh_ring_capacity as usize);
+    let reports: Vec<Arc<Published<crate::metrics::ShardReport>>> = (0..shards)
+        .map(|shard| {
+            Arc::new(Published::new(Arc::new(crate::metrics::ShardReport {
+                shard,
+                ..Default::default()
+            })))
+        })
+        .collect();
+    let admin = match config.metrics_listen {
+        Some(addr) => Some(crate::admin::Admin::start(addr, reports.clone())?),
+        None => None,
+    };
     let cores = if config.pin_cores {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -243,6 +265,7 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
             access: access.clone(),
             verifier: verifiers.for_shard(config.limits.auth_verify_queue_max),
             plans: plans.clone(),
+            report: reports[index].clone(),
         };
         let (stop_rx, ready_tx) = (stop_rx.clone(), ready_tx.clone());
         let thread = std::thread::Builder::new()
@@ -277,6 +300,7 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
         access_config: config,
         verifiers: Some(verifiers),
         tls,
+        admin,
     })
 }
 
@@ -454,6 +478,7 @@ struct ShardStart {
     config: Config,
     listeners: ShardListeners,
     plans: Arc<Vec<ListenerPlan>>,
+    report: Arc<Published<crate::metrics::ShardReport>>,
     endpoint: Endpoint<ShardMessage>,
     backend: Backend,
     core: Option<core_affinity::CoreId>,
@@ -477,6 +502,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         access,
         verifier,
         plans,
+        report,
         ..
     } = start;
     let runtime_of = |id: ListenerId| match plans.get(id.0 as usize) {
@@ -496,6 +522,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         access,
         seen,
         verifier,
+        report,
     };
     let shard = Shard::new(
         Instant::now(),
@@ -555,6 +582,7 @@ struct Services {
     /// The generation of the policy the shard was built with.
     seen: u64,
     verifier: ShardVerifier,
+    report: Arc<Published<crate::metrics::ShardReport>>,
 }
 
 /// Runs a shard's background tasks until the stop signal, then shuts it down in order.
@@ -566,6 +594,7 @@ async fn serve<S: crate::shard::driver::Stream>(
     ready: std::sync::mpsc::Sender<()>,
 ) {
     driver.follow_access(services.access, services.seen);
+    driver.report_to(services.report);
     tokio::task::spawn_local(driver.clone().serve_verifier(services.verifier));
     tokio::task::spawn_local(driver.clone().flusher());
     tokio::task::spawn_local(driver.clone().ticker());

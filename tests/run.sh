@@ -8,13 +8,18 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# tests/metrics.rs has a real Prometheus server scrape the broker.
+[ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # The broker package starts a system mosquitto on 1883; tests and benches start their own.
-  $SUDO systemctl stop mosquitto >/dev/null 2>&1 || $SUDO service mosquitto stop >/dev/null 2>&1 || true
+  # The packages start system services (mosquitto on 1883, prometheus on 9090); tests and
+  # benches start their own.
+  for service in mosquitto prometheus prometheus-node-exporter; do
+    $SUDO systemctl stop "$service" >/dev/null 2>&1 || $SUDO service "$service" stop >/dev/null 2>&1 || true
+  done
 fi
 # paho-mqtt goes into a virtual environment under target/: Debian's and Ubuntu's system Python
 # refuses `pip install` (PEP 668), and Debian's python3-paho-mqtt is 1.x. Debian ships `venv`

@@ -200,6 +200,8 @@ pub struct Config {
     pub log_level: String,
     /// Seconds between `$SYS` updates; 0 turns `$SYS` off.
     pub sys_interval_s: u32,
+    /// Where the admin thread serves Prometheus `/metrics` (`src/admin.rs`); off when unset.
+    pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
     /// MQTT 5.0 server capabilities (`[protocol]`), announced in CONNACK and enforced.
     pub protocol: ProtocolOptions,
@@ -306,6 +308,7 @@ impl Default for Config {
             io: IoBackend::Auto,
             log_level: "info".into(),
             sys_interval_s: 10,
+            metrics_listen: None,
             limits: Limits::default(),
             protocol: ProtocolOptions::default(),
             auth: AuthConfig::default(),
@@ -325,6 +328,7 @@ struct FileConfig {
     io: Option<IoBackend>,
     log_level: Option<String>,
     sys_interval_s: Option<u32>,
+    metrics_listen: Option<SocketAddr>,
     limits: Limits,
     protocol: ProtocolOptions,
     auth: AuthConfig,
@@ -360,6 +364,9 @@ pub struct Cli {
     /// (`[auth] allow_anonymous = true`).
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (`metrics_listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Check FILE and the password, ACL and certificate files it names, without starting;
     /// print what is wrong as `file:line` and exit non-zero if anything is.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
@@ -418,6 +425,9 @@ impl Config {
         if cli.allow_anonymous {
             config.auth.allow_anonymous = Some(true);
         }
+        if let Some(addr) = cli.metrics_listen {
+            config.metrics_listen = Some(addr);
+        }
         config.validate()?;
         config.fit_mesh_rings();
         Ok(config)
@@ -472,6 +482,9 @@ impl Config {
         }
         if let Some(sys) = file.sys_interval_s {
             self.sys_interval_s = sys;
+        }
+        if let Some(addr) = file.metrics_listen {
+            self.metrics_listen = Some(addr);
         }
         self.limits = file.limits;
         self.protocol = file.protocol;

@@ -15,6 +15,8 @@ struct Printed<'a> {
     io: IoBackend,
     log_level: &'a str,
     sys_interval_s: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
     limits: &'a Limits,
     protocol: &'a ProtocolOptions,
     auth: AuthConfig,
@@ -45,6 +47,7 @@ impl Config {
             io: self.io,
             log_level: &self.log_level,
             sys_interval_s: self.sys_interval_s,
+            metrics_listen: self.metrics_listen.map(|a| a.to_string()),
             limits: &self.limits,
             protocol: &self.protocol,
             auth,

@@ -183,6 +183,15 @@ impl<T> Endpoint<T> {
             .sum()
     }
 
+    /// Messages in this shard's outgoing rings that the peers have not taken yet.
+    pub fn ring_depth(&self) -> usize {
+        self.outboxes
+            .iter()
+            .flatten()
+            .map(|o| o.producer.buffer().capacity() - o.producer.slots())
+            .sum()
+    }
+
     /// Pops at most `max` messages, round-robin over the peers, into `f`. Returns the count.
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(ShardId, T)) -> usize {
         let peers = self.inboxes.len();

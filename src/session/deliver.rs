@@ -24,9 +24,10 @@ pub enum Delivery {
     DroppedQoS0,
     /// Not delivered: the session queue is at `queued_messages_max`.
     DroppedQueueFull,
-    /// Not delivered: its Message Expiry Interval had passed [MQTT-3.3.2-5], or it is larger
-    /// than the client's Maximum Packet Size [MQTT-3.1.2-25].
-    Discarded,
+    /// Not delivered: its Message Expiry Interval had passed [MQTT-3.3.2-5].
+    Expired,
+    /// Not delivered: larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    TooLarge,
 }
 
 /// Whether an encoded PUBLISH went out.
@@ -50,7 +51,7 @@ impl Session {
         queue_max: usize,
     ) -> Delivery {
         if envelope.message.is_expired(now) {
-            return Delivery::Discarded;
+            return Delivery::Expired;
         }
         let window = self.link.as_ref().map(|l| l.window as usize);
         match (envelope.qos, out, window) {
@@ -61,7 +62,7 @@ impl Session {
                 let link = self.link.as_mut().expect("online: window is set");
                 match write_publish(link, now, &envelope, None, false, out) {
                     Written::Sent => Delivery::Sent,
-                    Written::TooLarge => Delivery::Discarded,
+                    Written::TooLarge => Delivery::TooLarge,
                 }
             }
             // QoS 0 is not queued for offline clients, as mosquitto's default
@@ -103,7 +104,7 @@ impl Session {
                     sent += 1;
                     out.pumped = out.pumped.saturating_add(1);
                 }
-                _ => out.dropped = out.dropped.saturating_add(1),
+                _ => self.dropped_too_large = self.dropped_too_large.saturating_add(1),
             }
         }
         sent
@@ -142,7 +143,7 @@ impl Session {
             // the session ends; enough of them would wedge the session.
             self.inflight.retain(|o| !too_large.contains(&o.packet_id));
             let dropped = u16::try_from(too_large.len()).unwrap_or(u16::MAX);
-            out.dropped = out.dropped.saturating_add(dropped);
+            self.dropped_too_large = self.dropped_too_large.saturating_add(dropped);
         }
         self.inflight.len()
     }
@@ -176,7 +177,7 @@ impl Session {
         match write_publish(link, now, &envelope, Some(packet_id), false, out) {
             Written::Sent => {}
             // [MQTT-3.1.2-25]: discarded as if delivered, so it takes no window slot.
-            Written::TooLarge => return Delivery::Discarded,
+            Written::TooLarge => return Delivery::TooLarge,
         }
         let state = match envelope.qos {
             QoS::AtLeastOnce => Awaiting::PubAck,

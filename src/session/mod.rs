@@ -229,6 +229,10 @@ pub struct Session {
     /// ids is not routed again. Bounded by the 16-bit id space.
     inbound_qos2: IdSet,
     next_packet_id: PacketId,
+    /// Messages dropped as larger than the client's Maximum Packet Size while being resent or
+    /// taken from the queue, since the shard last looked ([`Session::take_dropped_too_large`]).
+    /// Here rather than in `Outbox`, whose every byte each connection pays for.
+    dropped_too_large: u16,
     link: Option<Link>,
     /// While the client is away: when the session ends and the delayed will. Boxed: most
     /// sessions are online or end at disconnect.
@@ -247,6 +251,7 @@ impl Session {
             queue: Default::default(),
             inbound_qos2: IdSet::default(),
             next_packet_id: PacketId::new(1).expect("1 is a valid packet id"),
+            dropped_too_large: 0,
             link: None,
             offline: None,
         }
@@ -324,6 +329,11 @@ impl Session {
 
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.len()
+    }
+
+    /// Messages dropped as too large for the client since the last call (see the field).
+    pub fn take_dropped_too_large(&mut self) -> u16 {
+        std::mem::take(&mut self.dropped_too_large)
     }
 
     /// Messages held for this session: inflight plus queued.
@@ -507,8 +517,8 @@ pub struct Outbox {
     pub bytes: BytesMut,
     /// Packets encoded into `bytes`, for the `$SYS` "messages sent" counter.
     pub packets: u32,
-    /// Messages for this connection dropped since the shard last looked: expired while queued
-    /// [MQTT-3.3.2-5], or larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    /// Messages for this connection dropped since the shard last looked as expired while
+    /// queued [MQTT-3.3.2-5] (too large ones are counted in the session).
     /// Harvested after every packet; saturates (at 65,535 expired in one go) rather than wrap.
     pub dropped: u16,
     /// Queued messages sent since the shard last looked (it looks after every packet, so a

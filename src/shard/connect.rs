@@ -94,7 +94,9 @@ impl Shard {
                 access: &self.access,
             },
         );
-        self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
+        let expired = u64::from(std::mem::take(&mut conn.out.dropped));
+        let too_large = u64::from(entry.session.take_dropped_too_large());
+        self.stats.count_drops(expired, too_large);
         self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
         if !conn.out.is_empty() {
             self.mark_dirty(id);
@@ -185,6 +187,10 @@ impl Shard {
                 ProtocolVersion::V3_1_1,
                 &Packet::ConnAck(connack),
             );
+            self.stats.connections_refused += 1;
+            self.stats
+                .refused
+                .connack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION.0);
             self.end_connection(now, id, End::Refused);
             return;
         }
@@ -255,6 +261,9 @@ impl Shard {
 
     pub(super) fn refuse(&mut self, now: Instant, id: ConnectionId, refused: ConnectRefused) {
         self.stats.connections_refused += 1;
+        // A malformed CONNECT is closed without CONNACK; it still counts, as `malformed`.
+        let code = refused.code.map_or(0x81, |code| code.0);
+        self.stats.refused.connack(code);
         let Some(conn) = self
             .conns
             .get_mut(id.index as usize)
@@ -403,7 +412,9 @@ impl Shard {
             &self.limits,
             &self.protocol,
         );
-        self.stats.publish_dropped += u64::from(std::mem::take(&mut conn.out.dropped));
+        let expired = u64::from(std::mem::take(&mut conn.out.dropped));
+        let too_large = u64::from(entry.session.take_dropped_too_large());
+        self.stats.count_drops(expired, too_large);
         self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
         self.stats.clients_connected += 1;
         self.stats.connects += 1;

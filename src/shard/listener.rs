@@ -86,6 +86,11 @@ impl Shard {
         let listener_full = matches!((share, open), (Some(share), Some(open)) if open >= share);
         if self.conns.len() >= self.conns_max || listener_full {
             self.stats.connections_refused += 1;
+            if listener_full {
+                self.stats.refused.listener_max += 1;
+            } else {
+                self.stats.refused.connections_max += 1;
+            }
             if let Some(suppressed) = self.log.allow(log::LogKind::ConnectionRefused, now) {
                 let why = if listener_full {
                     "the listener's max_connections reached on this shard"

@@ -243,6 +243,8 @@ pub struct Shard {
     timers: BTreeSet<(Instant, SessionKey)>,
     /// Every retained message, with its place in its topic's order of updates (`retain.rs`).
     retained: RetainedStore<(RetainStamp, std::sync::Arc<Message>)>,
+    /// Payload bytes of `retained`, kept as it changes (for `/metrics`).
+    retained_bytes: u64,
     /// Recent deletes of retained topics, so that an older update arriving late is ignored.
     tombstones: retain::Tombstones,
     /// This shard's Lamport clock for retained updates.
@@ -308,6 +310,7 @@ impl Shard {
             shared: shared::SharedGroups::default(),
             timers: BTreeSet::new(),
             retained: RetainedStore::new(),
+            retained_bytes: 0,
             tombstones: Default::default(),
             retain_clock: 0,
             ids: ClientIdGenerator::new(),

@@ -68,15 +68,22 @@ impl Shard {
             return;
         }
         if message.payload.is_empty() {
-            self.retained.remove(topic);
+            if let Some((_, old)) = self.retained.remove(topic) {
+                self.retained_bytes -= old.payload.len() as u64;
+            }
             self.bury(now, message.topic.as_byte_str().clone(), stamp);
         } else if held.is_some()
             || super::route::is_broker_topic(topic)
             || self.retained.len() < self.limits.retained_messages_max as usize
         {
             self.tombstones.by_topic.remove(message.topic.as_byte_str());
-            self.retained
-                .insert(message.topic.clone(), (stamp, message.clone()));
+            self.retained_bytes += message.payload.len() as u64;
+            if let Some((_, old)) = self
+                .retained
+                .insert(message.topic.clone(), (stamp, message.clone()))
+            {
+                self.retained_bytes -= old.payload.len() as u64;
+            }
         } else {
             self.stats.retained_dropped += 1;
             if let Some(suppressed) = self.log.allow(LogKind::RetainedDropped, now) {

@@ -26,10 +26,12 @@ impl Shard {
         if from.is_some() && is_broker_topic(message.topic.as_str()) {
             // `$SYS` is the broker's own namespace; clients may not write to it.
             self.stats.publish_dropped += 1;
+            self.stats.drops.no_subscriber += 1;
             return false;
         }
         if !message.topic.is_sys() {
             self.stats.publish_received += 1;
+            self.stats.publish_received_by_qos[message.qos as usize] += 1;
         }
         // The publishing connection, so that flow control can slow it down.
         let origin = from.and_then(|key| self.sessions[key.0 as usize].conn);
@@ -179,9 +181,15 @@ impl Shard {
             }
             Delivery::DroppedQueueFull => {
                 self.stats.publish_dropped += 1;
+                self.stats.drops.queue_full += 1;
                 self.note_queued(now, key);
             }
-            Delivery::DroppedQoS0 | Delivery::Discarded => self.stats.publish_dropped += 1,
+            Delivery::DroppedQoS0 => {
+                self.stats.publish_dropped += 1;
+                self.stats.drops.outbound_buffer += 1;
+            }
+            Delivery::Expired => self.stats.count_drops(1, 0),
+            Delivery::TooLarge => self.stats.count_drops(0, 1),
         }
     }
 

@@ -363,6 +363,7 @@ impl Shard {
             }
         } else {
             self.stats.publish_dropped += 1;
+            self.stats.drops.no_subscriber += 1;
         }
         self.flow.set_origin(None);
     }

@@ -202,3 +202,24 @@ impl Shard {
         }
     }
 }
+
+impl Shard {
+    /// This shard's numbers for `/metrics` (the driver adds its own: loop lag, latency).
+    pub fn report(&self) -> crate::metrics::ShardReport {
+        crate::metrics::ShardReport {
+            shard: self.id.index(),
+            stats: self.stats.clone(),
+            connections: self.conns.len() as u64,
+            sessions: self.sessions.len() as u64,
+            subscriptions: self.trie.len() as u64,
+            retained: self.retained.len() as u64,
+            retained_bytes: self.retained_bytes,
+            mesh_backlog: self.mesh.backlog() as u64,
+            mesh_ring_depth: self.mesh.ring_depth() as u64,
+            reads_paused: self.reads_paused,
+            throttled_connections: self.conns.iter().filter(|(_, c)| c.throttles > 0).count()
+                as u64,
+            ..Default::default()
+        }
+    }
+}

@@ -57,6 +57,11 @@ impl Broker {
         }
     }
 
+    /// Where `/metrics` is served, if `metrics_listen` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_addr()
+    }
+
     /// Re-reads the password and ACL files, as SIGHUP does.
     pub fn reload(&self) -> Result<(), ringmq::runtime::ReloadError> {
         self.inner.reload()

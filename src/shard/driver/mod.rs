@@ -75,6 +75,7 @@ use std::sync::Arc;
 
 use crate::auth::Access;
 use crate::mesh::Published;
+use crate::metrics::{LatencyHistogram, ShardReport};
 
 use super::{ConnectionId, Shard, VerifyRequest};
 
@@ -183,6 +184,12 @@ pub struct Driver<S> {
     access: RefCell<Option<(Arc<Published<Access>>, u64)>>,
     /// Handshake deadlines and scratch space of TLS and WebSocket connections.
     transports: transport::Transports,
+    /// Where the ticker leaves this shard's `/metrics` report (set by [`Driver::report_to`]).
+    report: RefCell<Option<Arc<Published<ShardReport>>>>,
+    /// The oldest read since the last flush that carried a PUBLISH, and the histogram of how
+    /// long such reads waited for their flush (`ShardReport::latency`).
+    oldest_publish_read: Cell<Option<Instant>>,
+    latency: RefCell<LatencyHistogram>,
 }
 
 impl<S: Stream> Driver<S> {
@@ -203,6 +210,9 @@ impl<S: Stream> Driver<S> {
             verifier: RefCell::new(None),
             access: RefCell::new(None),
             transports: Default::default(),
+            report: RefCell::new(None),
+            oldest_publish_read: Cell::new(None),
+            latency: RefCell::new(LatencyHistogram::default()),
         })
     }
 
@@ -210,6 +220,11 @@ impl<S: Stream> Driver<S> {
     /// `seen` is the generation of the policy the shard already has.
     pub fn follow_access(&self, published: Arc<Published<Access>>, seen: u64) {
         *self.access.borrow_mut() = Some((published, seen));
+    }
+
+    /// Makes the ticker publish this shard's report for `/metrics` once a second.
+    pub fn report_to(&self, published: Arc<Published<ShardReport>>) {
+        *self.report.borrow_mut() = Some(published);
     }
 
     /// Sends this shard's password checks to the verifier threads and feeds their answers
@@ -314,10 +329,15 @@ impl<S: Stream> Driver<S> {
     /// Feeds received bytes to the shard (through the connection's transport, if it has one)
     /// and wakes the flusher if anything became writable.
     pub fn on_read(self: &Rc<Self>, id: ConnectionId, data: &[u8]) {
+        let now = Instant::now();
+        let publishes_before = self.shard.borrow().stats().publish_received;
         if !self.transport_read(id, data) {
-            self.shard
-                .borrow_mut()
-                .handle_read(Instant::now(), id, data);
+            self.shard.borrow_mut().handle_read(now, id, data);
+        }
+        if self.oldest_publish_read.get().is_none()
+            && self.shard.borrow().stats().publish_received > publishes_before
+        {
+            self.oldest_publish_read.set(Some(now));
         }
         self.wake_released();
         self.flush.notify_one();
@@ -430,6 +450,9 @@ impl<S: Stream> Driver<S> {
             for id in dirty.drain(..) {
                 self.ensure_writer(id);
             }
+            if let Some(read_at) = self.oldest_publish_read.take() {
+                self.latency.borrow_mut().record(read_at.elapsed());
+            }
         }
     }
 
@@ -486,15 +509,29 @@ impl<S: Stream> Driver<S> {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         let mut forced = Vec::new();
         loop {
-            interval.tick().await;
+            let scheduled = interval.tick().await.into_std();
+            let lag = Instant::now().saturating_duration_since(scheduled);
             release_freed_memory();
             self.take_new_access();
             self.expire_handshakes(Instant::now());
             self.shard.borrow_mut().handle_tick(Instant::now());
+            self.publish_report(lag);
             self.force_close(&mut forced);
             self.wake_released();
             self.flush.notify_one();
         }
+    }
+
+    /// Hands the admin thread this shard's numbers (a copy: nothing is shared while counting).
+    fn publish_report(&self, loop_lag: Duration) {
+        let report = self.report.borrow();
+        let Some(published) = report.as_ref() else {
+            return;
+        };
+        let mut numbers = self.shard.borrow().report();
+        numbers.loop_lag = loop_lag;
+        numbers.latency = self.latency.borrow().clone();
+        published.publish(Arc::new(numbers));
     }
 
     /// Returns once the stop signal is raised (or its sender is gone).

@@ -7,7 +7,8 @@ pub struct Stats {
     /// Clients with an accepted CONNECT right now (a gauge).
     pub clients_connected: u64,
     pub connections_accepted: u64,
-    /// Refused at `connections_max`, `sessions_max`, or by a CONNACK error.
+    /// Refused at `connections_max` (or a listener's `max_connections`), or by a CONNACK
+    /// error; `refused` says why.
     pub connections_refused: u64,
     /// Control packets of every type decoded (mosquitto's `messages/received`).
     pub messages_received: u64,
@@ -52,6 +53,11 @@ pub struct Stats {
     /// Messages sent on to another member of a shared subscription group because the member
     /// they were routed to left.
     pub shared_redelivered: u64,
+    /// Why connections were refused and messages dropped (`/metrics` labels).
+    pub refused: Refusals,
+    pub drops: Drops,
+    /// PUBLISH packets received from clients, by QoS.
+    pub publish_received_by_qos: [u64; 3],
     /// CONNECTs accepted (mosquitto's `load/connections`).
     pub connects: u64,
     /// TLS handshakes that failed (bad ClientHello, plaintext on a TLS port, a certificate
@@ -94,10 +100,103 @@ impl Stats {
         self.auth_busy += other.auth_busy;
         self.shared_redelivered += other.shared_redelivered;
         self.connects += other.connects;
+        self.refused.add(&other.refused);
+        self.drops.add(&other.drops);
+        for (mine, theirs) in self
+            .publish_received_by_qos
+            .iter_mut()
+            .zip(other.publish_received_by_qos)
+        {
+            *mine += theirs;
+        }
         self.tls_handshake_failures += other.tls_handshake_failures;
         self.handshake_timeouts += other.handshake_timeouts;
         self.ws_upgrades_refused += other.ws_upgrades_refused;
         self.ws_protocol_errors += other.ws_protocol_errors;
+    }
+}
+
+impl Stats {
+    /// Counts messages dropped as expired or as too large for their client.
+    pub fn count_drops(&mut self, expired: u64, too_large: u64) {
+        self.publish_dropped += expired + too_large;
+        self.drops.expired += expired;
+        self.drops.packet_too_large += too_large;
+    }
+}
+
+/// Connections refused, by why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// The shard's share of `connections_max` was full at accept.
+    pub connections_max: u64,
+    /// The listener's `max_connections` share was full at accept.
+    pub listener_max: u64,
+    /// Refused by CONNACK, by reason code (5.0 codes; 3.1.1 refusals are counted under the 5.0
+    /// code the broker decided on): see [`Refusals::CONNACK_CODES`].
+    pub connack: [u64; Refusals::CONNACK_CODES.len()],
+}
+
+impl Refusals {
+    /// The CONNACK codes the broker refuses with, and their `/metrics` label; the last slot
+    /// takes any other code.
+    pub const CONNACK_CODES: [(u8, &'static str); 13] = [
+        (0x80, "unspecified_error"),
+        (0x81, "malformed_packet"),
+        (0x82, "protocol_error"),
+        (0x84, "unsupported_protocol_version"),
+        (0x85, "client_identifier_not_valid"),
+        (0x86, "bad_user_name_or_password"),
+        (0x87, "not_authorized"),
+        (0x88, "server_unavailable"),
+        (0x89, "server_busy"),
+        (0x8C, "bad_authentication_method"),
+        (0x95, "packet_too_large"),
+        (0x97, "quota_exceeded"),
+        (0x00, "other"),
+    ];
+
+    /// Counts a CONNACK refusal with `code`.
+    pub fn connack(&mut self, code: u8) {
+        let slot = Self::CONNACK_CODES
+            .iter()
+            .position(|(c, _)| *c == code)
+            .unwrap_or(Self::CONNACK_CODES.len() - 1);
+        self.connack[slot] += 1;
+    }
+
+    fn add(&mut self, other: &Refusals) {
+        self.connections_max += other.connections_max;
+        self.listener_max += other.listener_max;
+        for (mine, theirs) in self.connack.iter_mut().zip(other.connack) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Messages not delivered, by why. `Stats::publish_dropped` is their sum without `acl`,
+/// `retained` and `mesh_qos0`, which have counters of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// A session queue at `queued_messages_max`.
+    pub queue_full: u64,
+    /// QoS 0 for an offline client, or for a connection over `outbound_buffer_max_bytes`.
+    pub outbound_buffer: u64,
+    /// Message Expiry Interval passed while queued [MQTT-3.3.2-5].
+    pub expired: u64,
+    /// Larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub packet_too_large: u64,
+    /// A client's PUBLISH to `$SYS`, or a shared-subscription message with no member left.
+    pub no_subscriber: u64,
+}
+
+impl Drops {
+    fn add(&mut self, other: &Drops) {
+        self.queue_full += other.queue_full;
+        self.outbound_buffer += other.outbound_buffer;
+        self.expired += other.expired;
+        self.packet_too_large += other.packet_too_large;
+        self.no_subscriber += other.no_subscriber;
     }
 }
 
@@ -122,3 +221,8 @@ pub fn heap_bytes() -> (u64, u64) {
     }
     (commit as u64, peak_commit as u64)
 }
+
+mod prometheus;
+mod report;
+pub use prometheus::render;
+pub use report::{LatencyHistogram, ShardReport};
