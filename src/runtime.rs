@@ -364,6 +364,12 @@ fn plan_listeners(config: &Config) -> io::Result<Vec<ListenerPlan>> {
                     .tls
                     .as_ref()
                     .is_some_and(|t| t.use_identity_as_username),
+                transport: match (listener.protocol, listener.tls.is_some()) {
+                    (ListenerProtocol::Mqtt, false) => crate::metrics::Transport::Mqtt,
+                    (ListenerProtocol::Mqtt, true) => crate::metrics::Transport::Mqtts,
+                    (ListenerProtocol::Ws, false) => crate::metrics::Transport::Ws,
+                    (ListenerProtocol::Ws, true) => crate::metrics::Transport::Wss,
+                },
             },
         });
     }

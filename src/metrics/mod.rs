@@ -56,8 +56,14 @@ pub struct Stats {
     /// Why connections were refused and messages dropped (`/metrics` labels).
     pub refused: Refusals,
     pub drops: Drops,
-    /// PUBLISH packets received from clients, by QoS.
-    pub publish_received_by_qos: [u64; 3],
+    /// PUBLISH packets received from clients, by transport and QoS.
+    pub publish_received_by: [[u64; 3]; Transport::COUNT],
+    /// Control packets and MQTT bytes received and sent, by transport (bytes are MQTT's,
+    /// inside TLS and WebSocket framing).
+    pub packets_received_by: [u64; Transport::COUNT],
+    pub packets_sent_by: [u64; Transport::COUNT],
+    pub bytes_received_by: [u64; Transport::COUNT],
+    pub bytes_sent_by: [u64; Transport::COUNT],
     /// CONNECTs accepted (mosquitto's `load/connections`).
     pub connects: u64,
     /// TLS handshakes that failed (bad ClientHello, plaintext on a TLS port, a certificate
@@ -103,16 +109,55 @@ impl Stats {
         self.refused.add(&other.refused);
         self.drops.add(&other.drops);
         for (mine, theirs) in self
-            .publish_received_by_qos
+            .publish_received_by
             .iter_mut()
-            .zip(other.publish_received_by_qos)
+            .zip(&other.publish_received_by)
         {
-            *mine += theirs;
+            add_all(mine, theirs);
         }
+        add_all(&mut self.packets_received_by, &other.packets_received_by);
+        add_all(&mut self.packets_sent_by, &other.packets_sent_by);
+        add_all(&mut self.bytes_received_by, &other.bytes_received_by);
+        add_all(&mut self.bytes_sent_by, &other.bytes_sent_by);
         self.tls_handshake_failures += other.tls_handshake_failures;
         self.handshake_timeouts += other.handshake_timeouts;
         self.ws_upgrades_refused += other.ws_upgrades_refused;
         self.ws_protocol_errors += other.ws_protocol_errors;
+    }
+}
+
+fn add_all(mine: &mut [u64], theirs: &[u64]) {
+    for (mine, theirs) in mine.iter_mut().zip(theirs) {
+        *mine += theirs;
+    }
+}
+
+/// What a connection runs over, for the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Mqtt,
+    Mqtts,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Transport; Transport::COUNT] = [
+        Transport::Mqtt,
+        Transport::Mqtts,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Mqtt => "mqtt",
+            Transport::Mqtts => "mqtts",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
     }
 }
 

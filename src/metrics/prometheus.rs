@@ -7,7 +7,7 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Refusals, ShardReport};
+use super::{Refusals, ShardReport, Transport};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -103,6 +103,30 @@ fn by_label(
     }
 }
 
+/// A counter family labelled `shard`, `transport` and, where `values` names one, `qos`.
+fn by_transport(
+    reports: &[ShardReport],
+    values: impl Fn(&ShardReport, Transport) -> Vec<(&'static str, u64)>,
+) -> Points {
+    let mut points = Vec::new();
+    for report in reports {
+        for transport in Transport::ALL {
+            for (qos, value) in values(report, transport) {
+                let mut labels = shard(report);
+                labels.push(("transport", transport.name().to_string()));
+                if !qos.is_empty() {
+                    labels.push(("qos", qos.to_string()));
+                }
+                points.push((labels, Value::Counter(value)));
+            }
+        }
+    }
+    Points {
+        kind: MetricType::Counter,
+        points,
+    }
+}
+
 /// The text exposition of `reports` (one per shard).
 pub fn render(reports: &[ShardReport]) -> String {
     let mut registry = Registry::with_prefix("ringmq");
@@ -160,9 +184,9 @@ pub fn render(reports: &[ShardReport]) -> String {
     );
     registry.register(
         "messages_received",
-        "PUBLISH packets received from clients, by QoS",
-        by_label(r, "qos", |r| {
-            let q = r.stats.publish_received_by_qos;
+        "PUBLISH packets received from clients, by transport and QoS",
+        by_transport(r, |r, t| {
+            let q = r.stats.publish_received_by[t as usize];
             vec![("0", q[0]), ("1", q[1]), ("2", q[2])]
         }),
     );
@@ -171,27 +195,30 @@ pub fn render(reports: &[ShardReport]) -> String {
         "PUBLISH packets written to subscribers",
         counter(r, |r| r.stats.publish_sent),
     );
+    let per_transport = |value: fn(&ShardReport, Transport) -> u64| {
+        by_transport(r, move |r, t| vec![("", value(r, t))])
+    };
     registry.register(
         "packets_received",
-        "Control packets of every type received",
-        counter(r, |r| r.stats.messages_received),
+        "Control packets of every type received, by transport",
+        per_transport(|r, t| r.stats.packets_received_by[t as usize]),
     );
     registry.register(
         "packets_sent",
-        "Control packets of every type sent",
-        counter(r, |r| r.stats.messages_sent),
+        "Control packets of every type sent, by transport",
+        per_transport(|r, t| r.stats.packets_sent_by[t as usize]),
     );
     registry.register_with_unit(
         "received",
-        "MQTT bytes received (after TLS and WebSocket)",
+        "MQTT bytes received (inside TLS and WebSocket framing), by transport",
         Unit::Bytes,
-        counter(r, |r| r.stats.bytes_received),
+        per_transport(|r, t| r.stats.bytes_received_by[t as usize]),
     );
     registry.register_with_unit(
         "sent",
-        "MQTT bytes sent (before TLS and WebSocket)",
+        "MQTT bytes sent (inside TLS and WebSocket framing), by transport",
         Unit::Bytes,
-        counter(r, |r| r.stats.bytes_sent),
+        per_transport(|r, t| r.stats.bytes_sent_by[t as usize]),
     );
     registry.register(
         "messages_dropped",

@@ -31,6 +31,8 @@ pub struct ListenerPolicy {
     pub connections_share: Option<u32>,
     /// The client certificate's CN is the user name; no password is checked.
     pub use_identity_as_username: bool,
+    /// What its connections run over, for the per-transport counters.
+    pub transport: crate::metrics::Transport,
 }
 
 impl ListenerPolicy {
@@ -39,6 +41,7 @@ impl ListenerPolicy {
         allow_anonymous: None,
         connections_share: None,
         use_identity_as_username: false,
+        transport: crate::metrics::Transport::Mqtt,
     };
 }
 
@@ -53,6 +56,11 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
+    /// The transport of listener `listener`'s connections (array index for `Stats`).
+    pub(super) fn transport(&self, listener: ListenerId) -> usize {
+        self.policy(listener).transport as usize
+    }
+
     pub(super) fn policy(&self, listener: ListenerId) -> &ListenerPolicy {
         self.policies
             .get(listener.0 as usize)

@@ -382,7 +382,12 @@ impl Shard {
 
     /// Feeds bytes read from a connection: decodes every complete packet and acts on it.
     pub fn handle_read(&mut self, now: Instant, id: ConnectionId, data: &[u8]) {
-        let Some(conn) = self.conn_mut(id) else {
+        // The slab, not `conn_mut`: the listener table is read while the slot is borrowed.
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
+        else {
             return;
         };
         if conn.state.is_closing() {
@@ -391,7 +396,9 @@ impl Shard {
         conn.read_buf
             .get_or_insert_with(Box::default)
             .extend_from_slice(data);
+        let transport = self.listeners.transport(conn.listener);
         self.stats.bytes_received += data.len() as u64;
+        self.stats.bytes_received_by[transport] += data.len() as u64;
         self.process_input(now, id);
         self.resume_released(now);
     }
@@ -401,7 +408,11 @@ impl Shard {
         let packet_size_max = self.limits.packet_size_max;
         let out_max = self.limits.outbound_buffer_max_bytes as usize;
         loop {
-            let Some(conn) = self.conn_mut(id) else {
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index as usize)
+                .filter(|c| c.generation == id.generation)
+            else {
                 return;
             };
             if conn.throttles > 0 || conn.out.bytes.len() >= out_max {
@@ -417,6 +428,7 @@ impl Shard {
                 | ConnState::Verifying { .. }
                 | ConnState::Closing => break,
             };
+            let transport = self.listeners.transport(conn.listener);
             let Some(read_buf) = conn.read_buf.as_deref_mut() else {
                 break;
             };
@@ -424,6 +436,10 @@ impl Shard {
                 Ok(Decoded::Packet(mut packet)) => {
                     copy_out_of_frame(&mut packet);
                     self.stats.messages_received += 1;
+                    self.stats.packets_received_by[transport] += 1;
+                    if let Packet::Publish(publish) = &packet {
+                        self.stats.publish_received_by[transport][publish.qos as usize] += 1;
+                    }
                     self.dispatch(now, id, packet);
                 }
                 Ok(Decoded::Incomplete { .. }) => break,
@@ -617,8 +633,11 @@ impl Shard {
         let packets = std::mem::take(&mut conn.out.packets);
         // Hand the whole allocation to the writer: an idle connection keeps no write buffer.
         let bytes = std::mem::take(&mut conn.out.bytes).freeze();
+        let transport = self.listeners.transport(conn.listener);
         self.stats.messages_sent += u64::from(packets);
         self.stats.bytes_sent += bytes.len() as u64;
+        self.stats.packets_sent_by[transport] += u64::from(packets);
+        self.stats.bytes_sent_by[transport] += bytes.len() as u64;
         (Some(bytes), closing)
     }
 

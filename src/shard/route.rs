@@ -31,7 +31,6 @@ impl Shard {
         }
         if !message.topic.is_sys() {
             self.stats.publish_received += 1;
-            self.stats.publish_received_by_qos[message.qos as usize] += 1;
         }
         // The publishing connection, so that flow control can slow it down.
         let origin = from.and_then(|key| self.sessions[key.0 as usize].conn);
