@@ -601,3 +601,30 @@ fn control_characters_are_u0001_to_u001f_and_u007f_to_u009f() {
         assert!(!has_control_characters(text), "{text:?}");
     }
 }
+
+proptest! {
+    /// The byte scan agrees with the definition, code point by code point, on any text
+    /// (including U+0080..U+00BF, whose encodings start with 0xC2 too).
+    #[test]
+    fn control_characters_byte_scan_matches_the_definition(text in "\\PC*|[\\u{0}-\\u{FF}]{0,16}") {
+        let by_chars = text
+            .chars()
+            .any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}'));
+        prop_assert_eq!(has_control_characters(&text), by_chars);
+    }
+}
+
+proptest! {
+    /// The PUBLISH path's one-pass check refuses exactly the topics with a control character.
+    #[test]
+    fn refusing_controls_matches_has_control_characters(text in "[^+#\\u{0}]{1,24}|[a/\\u{1}-\\u{22}\\u{24}-\\u{2A}\\u{2C}-\\u{FF}]{1,24}") {
+        let refused = TopicName::new_refusing_controls(ByteStr::from(text.clone()), true);
+        let expected = has_control_characters(&text);
+        prop_assert_eq!(matches!(refused, Err(TopicError::ControlCharacter)), expected);
+        if !expected {
+            prop_assert!(refused.is_ok() || TopicName::new(ByteStr::from(text.clone())).is_err());
+        }
+        prop_assert!(TopicName::new_refusing_controls(ByteStr::from(text.clone()), false).is_ok()
+            == TopicName::new(ByteStr::from(text)).is_ok());
+    }
+}

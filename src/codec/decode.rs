@@ -72,15 +72,16 @@ pub fn check(buf: &[u8], packet_size_max: u32) -> Result<Frame, DecodeError> {
     };
     let header_len = 1 + length_len;
     let size = header_len as u64 + u64::from(body_len);
-    // Refused here, before a single body byte need be buffered.
-    let too_large = DecodeError::PacketTooLarge {
+    // Refused here, before a single body byte need be buffered. (Errors are made only when
+    // returned: `DecodeError` has drop glue, and making one per frame showed in profiles.)
+    let too_large = || DecodeError::PacketTooLarge {
         size,
         max: packet_size_max,
     };
     if size > u64::from(packet_size_max) {
-        return Err(too_large);
+        return Err(too_large());
     }
-    let body_len = usize::try_from(body_len).map_err(|_| too_large)?;
+    let body_len = usize::try_from(body_len).map_err(|_| too_large())?;
     let total = header_len + body_len;
     if buf.len() < total {
         return Ok(Frame::Incomplete {
@@ -99,7 +100,7 @@ pub fn check(buf: &[u8], packet_size_max: u32) -> Result<Frame, DecodeError> {
 fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
     let packet_type = first_byte >> 4;
     let flags = first_byte & 0x0F;
-    let invalid = DecodeError::InvalidFlags { packet_type, flags };
+    let invalid = || DecodeError::InvalidFlags { packet_type, flags };
     match packet_type {
         0 => Err(DecodeError::ReservedPacketType(0)),
         3 => {
@@ -110,7 +111,7 @@ fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
             }
             if flags & 0b1000 != 0 && qos == 0 {
                 // [MQTT-3.3.1-2] DUP must be 0 for QoS 0.
-                return Err(invalid);
+                return Err(invalid());
             }
             Ok(())
         }
@@ -119,9 +120,9 @@ fn check_first_byte(first_byte: u8) -> Result<(), DecodeError> {
         1 => Ok(()),
         // [MQTT-3.6.1-1] [MQTT-3.8.1-1] [MQTT-3.10.1-1] PUBREL, SUBSCRIBE, UNSUBSCRIBE: 0b0010.
         6 | 8 | 10 if flags == 0b0010 => Ok(()),
-        6 | 8 | 10 => Err(invalid),
+        6 | 8 | 10 => Err(invalid()),
         _ if flags == 0 => Ok(()),
-        _ => Err(invalid),
+        _ => Err(invalid()),
     }
 }
 
@@ -190,8 +191,9 @@ fn decode_connack(r: &mut Reader, version: ProtocolVersion) -> Result<ConnAck, D
     let code_byte = r.u8()?;
     if !version.is_v5() {
         // [MQTT-3.2.2.3] 3.x return codes 0..=5 only.
-        let code = ReasonCode::from_v3_connack(code_byte)
-            .ok_or(DecodeError::InvalidReasonCode(code_byte))?;
+        let Some(code) = ReasonCode::from_v3_connack(code_byte) else {
+            return Err(DecodeError::InvalidReasonCode(code_byte));
+        };
         return Ok(ConnAck {
             session_present: flags == 1,
             code,

@@ -36,7 +36,9 @@ impl ConnectFlags {
             return Err(DecodeError::InvalidWillFlags);
         }
         // [MQTT-3.1.2-14] Will QoS 3 is invalid.
-        let will_qos = QoS::from_u8(will_qos_bits).ok_or(DecodeError::InvalidWillFlags)?;
+        let Some(will_qos) = QoS::from_u8(will_qos_bits) else {
+            return Err(DecodeError::InvalidWillFlags);
+        };
         let password = byte & 0x40 != 0;
         let username = byte & 0x80 != 0;
         if password && !username && !protocol.is_v5() {

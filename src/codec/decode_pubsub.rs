@@ -32,7 +32,9 @@ pub(crate) fn decode_publish(
     flags: u8,
     version: ProtocolVersion,
 ) -> Result<Publish, DecodeError> {
-    let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS)?;
+    let Some(qos) = QoS::from_u8((flags >> 1) & 0b11) else {
+        return Err(DecodeError::InvalidQoS);
+    };
     let topic = r.string()?;
     let packet_id = match qos {
         QoS::AtMostOnce => None,
@@ -88,7 +90,9 @@ fn subscription_options(
     if byte & reserved != 0 {
         return Err(DecodeError::InvalidSubscriptionOptions(byte));
     }
-    let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::InvalidQoS)?;
+    let Some(qos) = QoS::from_u8(byte & 0b11) else {
+        return Err(DecodeError::InvalidQoS);
+    };
     let retain_handling = match (byte >> 4) & 0b11 {
         0 => RetainHandling::OnSubscribe,
         1 => RetainHandling::OnNewSubscribe,

@@ -4,7 +4,7 @@
 //! of the body, so no input can make the decoder panic. Strings and binary fields come back as
 //! `Bytes::slice`s of the frame: decoding a topic or a payload does not copy it.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::bytestr::ByteStr;
 use super::packet::PacketId;
@@ -43,29 +43,36 @@ impl Reader {
         std::mem::take(&mut self.rest)
     }
 
+    /// Integers are read in place and skipped with `advance`, a pointer bump: splitting them
+    /// off as their own `Bytes` (a reference count up and down) cost more than the read.
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        let byte = *self.rest.first().ok_or(DecodeError::Truncated)?;
-        let _ = self.rest.split_to(1);
+        let [byte] = self.array::<1>()?;
         Ok(byte)
     }
 
     /// A Two Byte Integer, big-endian [MQTT-1.5.2].
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        let bytes = self.take(2)?;
-        Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
+        Ok(u16::from_be_bytes(self.array()?))
     }
 
     /// A Four Byte Integer, big-endian [MQTT-1.5.3].
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let Some(bytes) = self.rest.first_chunk::<N>().copied() else {
+            return Err(DecodeError::Truncated);
+        };
+        self.rest.advance(N);
+        Ok(bytes)
     }
 
     /// A Variable Byte Integer inside the body (property length, identifier, value).
     pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
         match read_varint(&self.rest) {
             VarInt::Value { value, len } => {
-                let _ = self.rest.split_to(len);
+                self.rest.advance(len);
                 Ok(value)
             }
             VarInt::Incomplete => Err(DecodeError::Truncated),
@@ -87,7 +94,11 @@ impl Reader {
 
     /// A packet identifier, which is never zero [MQTT-2.3.1-1].
     pub(crate) fn packet_id(&mut self) -> Result<PacketId, DecodeError> {
-        PacketId::new(self.u16()?).ok_or(DecodeError::ZeroPacketId)
+        // Not `ok_or`: that makes (and drops) a `DecodeError`, which has drop glue, per read.
+        match PacketId::new(self.u16()?) {
+            Some(id) => Ok(id),
+            None => Err(DecodeError::ZeroPacketId),
+        }
     }
 
     /// The last field has been read: anything left over is an error.

@@ -112,13 +112,6 @@ impl Session {
                 why: "retained PUBLISH while retain is not available",
             });
         }
-        if !protocol.allow_control_characters && has_control_characters(publish.topic.as_str()) {
-            // 1.5.4: SHOULD NOT, and the receiver may refuse: 0x90 (3.x: close).
-            return Err(Violation {
-                code: ReasonCode::TOPIC_NAME_INVALID,
-                why: "control character in the topic name",
-            });
-        }
         let link = self
             .link
             .as_mut()
@@ -128,6 +121,7 @@ impl Session {
             publish.topic.clone(),
             publish.properties.topic_alias,
             protocol.topic_alias_max,
+            !protocol.allow_control_characters,
         )?;
         // [MQTT-3.3.2-4]: a payload announced as UTF-8 must be UTF-8; we check it once here
         // rather than have every receiver find out.

@@ -69,7 +69,9 @@ impl Link {
         topic: ByteStr,
         alias: Option<u16>,
         alias_max: u16,
+        refuse_controls: bool,
     ) -> Result<TopicName, Violation> {
+        let checked = |topic| TopicName::new_refusing_controls(topic, refuse_controls);
         let Some(alias) = alias else {
             if topic.is_empty() {
                 // An empty topic is only valid with an alias.
@@ -78,8 +80,7 @@ impl Link {
                     why: "PUBLISH with an empty topic and no topic alias",
                 });
             }
-            return TopicName::new(topic)
-                .map_err(|_| topic_invalid(ReasonCode::TOPIC_NAME_INVALID));
+            return checked(topic).map_err(topic_invalid);
         };
         if alias == 0 || alias > alias_max {
             return Err(Violation {
@@ -100,8 +101,7 @@ impl Link {
                     why: "PUBLISH with an empty topic and an unknown topic alias",
                 });
         }
-        let name =
-            TopicName::new(topic).map_err(|_| topic_invalid(ReasonCode::TOPIC_NAME_INVALID))?;
+        let name = checked(topic).map_err(topic_invalid)?;
         if aliases.inbound.len() <= slot {
             aliases.inbound.resize(slot + 1, None);
         }
@@ -147,9 +147,14 @@ pub(super) struct OutboundAlias {
     pub known: bool,
 }
 
-fn topic_invalid(code: ReasonCode) -> Violation {
+/// 0x90 (3.x: close): a control character (1.5.4: SHOULD NOT, and the receiver may refuse)
+/// or a §4.7 rule.
+fn topic_invalid(error: crate::topic::TopicError) -> Violation {
     Violation {
-        code,
-        why: "invalid topic name in PUBLISH",
+        code: ReasonCode::TOPIC_NAME_INVALID,
+        why: match error {
+            crate::topic::TopicError::ControlCharacter => "control character in the topic name",
+            _ => "invalid topic name in PUBLISH",
+        },
     }
 }

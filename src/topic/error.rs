@@ -36,8 +36,8 @@ pub enum TopicError {
     #[error("a ShareName must not contain `+` or `#`")]
     InvalidShareName,
     /// Contains U+0001..U+001F or U+007F..U+009F, which a string SHOULD NOT (5.0 section
-    /// 1.5.4), while the server refuses them (`protocol.allow_control_characters` off). Never
-    /// returned by this module's parsers: see [`super::has_control_characters`].
+    /// 1.5.4), while the server refuses them (`protocol.allow_control_characters` off). Returned
+    /// only by [`super::TopicName::new_refusing_controls`]; see [`super::has_control_characters`].
     #[error("a topic name or filter contains a control character")]
     ControlCharacter,
     /// The ShareName is not followed by `/` and a topic filter [MQTT-4.8.2-2].

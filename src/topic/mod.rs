@@ -63,9 +63,16 @@ pub const TOPIC_LEN_MAX: usize = 65_535;
 /// Not part of [`TopicName::new`]: whether to refuse them is the server's choice, made by the
 /// session (`protocol.allow_control_characters`), and it applies to client ids and user names
 /// as well.
+///
+/// A byte scan, not a `chars()` walk (it runs on every topic a client publishes): U+0001..U+001F
+/// and U+007F are single bytes; U+0080..U+009F are 0xC2 followed by 0x80..=0x9F, and 0xC2 is
+/// never a continuation byte, so a match is always a whole character.
 pub fn has_control_characters(text: &str) -> bool {
-    text.chars()
-        .any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}'))
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        matches!(b, 0x01..=0x1F | 0x7F)
+            || (b == 0xC2 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)))
+    })
 }
 
 /// Separates the levels of a topic name or filter (§4.7.1.1).

@@ -35,6 +35,8 @@ pub struct Levels<'a> {
 /// What one pass over a topic string found; shared by names and filters.
 pub(super) struct Scan {
     pub(super) has_wildcard: bool,
+    /// Contains a control character ([`super::has_control_characters`]).
+    pub(super) has_control: bool,
 }
 
 impl TopicName {
@@ -43,6 +45,22 @@ impl TopicName {
         let scan = check_common(text.as_str())?;
         if scan.has_wildcard {
             return Err(TopicError::WildcardInTopicName); // [MQTT-3.3.2-2] [MQTT-4.7.1-1]
+        }
+        Ok(TopicName(text))
+    }
+
+    /// [`TopicName::new`], also refusing control characters (U+0001..U+001F, U+007F..U+009F)
+    /// when `refuse_controls`: the PUBLISH path's check, in the same single pass.
+    pub fn new_refusing_controls(
+        text: ByteStr,
+        refuse_controls: bool,
+    ) -> Result<TopicName, TopicError> {
+        let scan = check_common(text.as_str())?;
+        if scan.has_wildcard {
+            return Err(TopicError::WildcardInTopicName); // [MQTT-3.3.2-2] [MQTT-4.7.1-1]
+        }
+        if refuse_controls && scan.has_control {
+            return Err(TopicError::ControlCharacter);
         }
         Ok(TopicName(text))
     }
@@ -147,26 +165,58 @@ pub(super) fn check_common(text: &str) -> Result<Scan, TopicError> {
             len_bytes: text.len(),
         }); // [MQTT-4.7.3-3]
     }
+    // One pass over the bytes, a table lookup each (this runs on every PUBLISH): which of
+    // '/', NUL, a wildcard, a one-byte control character, or 0xC2 (which starts the two-byte
+    // controls U+0080..U+009F) occur.
+    let bytes = text.as_bytes();
     let mut separators = 0usize;
-    let mut has_null = false;
-    let mut has_wildcard = false;
-    for byte in text.bytes() {
-        match byte {
-            b'/' => separators += 1,
-            b'\0' => has_null = true,
-            b'+' | b'#' => has_wildcard = true,
-            _ => {}
+    let mut seen = 0u8;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let class = BYTE_CLASS[byte as usize];
+        separators += usize::from(class & SEPARATOR);
+        if class & C2 != 0 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)) {
+            seen |= CONTROL;
         }
+        seen |= class;
     }
-    if has_null {
+    if seen & NUL != 0 {
         return Err(TopicError::NullCharacter); // [MQTT-4.7.3-2]
     }
+    let has_wildcard = seen & WILDCARD != 0;
+    let has_control = seen & CONTROL != 0;
     let levels = separators + 1;
     if levels > TOPIC_LEVELS_MAX {
         return Err(TopicError::TooManyLevels { levels });
     }
-    Ok(Scan { has_wildcard })
+    Ok(Scan {
+        has_wildcard,
+        has_control,
+    })
 }
+
+/// Byte classes for [`check_common`]'s scan.
+const SEPARATOR: u8 = 1;
+const NUL: u8 = 2;
+const WILDCARD: u8 = 4;
+const CONTROL: u8 = 8;
+const C2: u8 = 16;
+
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'/' => SEPARATOR,
+            0 => NUL,
+            b'+' | b'#' => WILDCARD,
+            0x01..=0x1F | 0x7F => CONTROL,
+            0xC2 => C2,
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
