@@ -281,7 +281,7 @@ fn write_publish(
     if let Some(alias) = alias.filter(|a| !a.known) {
         link.remember_alias(&message.topic, alias.number);
     }
-    match encode_publish_view(&view, version, &mut out.bytes) {
+    match encode_publish_view(&view, version, out.buffer()) {
         Ok(_) => out.packets += 1,
         Err(e) => tracing::warn!(error = %e, "dropping an outbound PUBLISH that cannot be encoded"),
     }

@@ -526,16 +526,30 @@ pub struct Outbox {
     pub pumped: u16,
 }
 
+/// Bytes the output buffer starts with when the first packet after a flush is encoded: four
+/// growth steps (8, 16, 32, 64) saved per flush cycle on a busy connection, at 128 B of
+/// transient memory per connection with output waiting (a fan-out to 10^6 subscribers holds
+/// 128 MB until the writers take it).
+pub const OUTBOX_INITIAL_BYTES: usize = 128;
+
 impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// The buffer to encode into, with [`OUTBOX_INITIAL_BYTES`] reserved if it was empty.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(OUTBOX_INITIAL_BYTES);
+        }
+        &mut self.bytes
     }
 }
 
 /// Encodes `packet` into `out`. Returns false, and writes nothing, if it cannot be encoded
 /// (larger than MQTT's 256 MiB ceiling), which only an oversize routed message can cause.
 pub fn write_packet(out: &mut Outbox, version: ProtocolVersion, packet: &Packet) -> bool {
-    match encode(packet, version, &mut out.bytes) {
+    match encode(packet, version, out.buffer()) {
         Ok(_) => {
             out.packets += 1;
             true
