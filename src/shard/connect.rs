@@ -440,6 +440,7 @@ impl Shard {
         let key = SessionKey(self.sessions.insert(SessionEntry {
             session,
             conn: None,
+            congested: false,
         }) as u32);
         self.clients.insert(client_id, key);
         key

@@ -90,8 +90,7 @@ impl Shard {
     /// of the message being routed first, so that its message counts as in flight rather than
     /// being dropped (this is what lets a thousand publishers fan in to one slow subscriber).
     pub(super) fn before_delivery(&mut self, key: SessionKey) {
-        // The common case, nothing congested, costs one branch on the publish path.
-        if !self.flow.congested.is_empty() && self.flow.congested.contains(&key) {
+        if self.sessions[key.0 as usize].congested {
             self.throttle_origin(key);
         }
     }
@@ -106,6 +105,7 @@ impl Shard {
             return;
         }
         self.flow.congested.insert(key);
+        self.sessions[key.0 as usize].congested = true;
         self.throttle_origin(key);
     }
 
@@ -159,11 +159,14 @@ impl Shard {
         if self.flow.congested.is_empty() && self.flow.throttling.is_empty() {
             return;
         }
-        let (sessions, limits) = (&self.sessions, &self.limits);
+        let (sessions, limits) = (&mut self.sessions, &self.limits);
         self.flow.congested.retain(|key| {
-            sessions
-                .get(key.0 as usize)
-                .is_some_and(|e| !e.session.is_decongested(now, limits))
+            let Some(entry) = sessions.get_mut(key.0 as usize) else {
+                return false;
+            };
+            let still = !entry.session.is_decongested(now, limits);
+            entry.congested = still;
+            still
         });
         if self.flow.congested.is_empty() {
             self.unthrottle_all();
@@ -174,16 +177,19 @@ impl Shard {
     /// it is no longer congested. The per-packet form of [`Shard::check_congestion`], which
     /// scans every congested session and runs on ticks (stalls) and closes (departures).
     pub(super) fn check_congestion_of(&mut self, now: Instant, key: SessionKey) {
-        if self.flow.congested.is_empty() || !self.flow.congested.contains(&key) {
-            return;
-        }
-        // A session that ended (a clean session's DISCONNECT) no longer holds anyone back.
-        let decongested = self
-            .sessions
-            .get(key.0 as usize)
-            .is_none_or(|entry| entry.session.is_decongested(now, &self.limits));
-        if !decongested {
-            return;
+        match self.sessions.get_mut(key.0 as usize) {
+            // The common case, a session that is not congested: a field read per packet.
+            Some(entry) if !entry.congested => return,
+            Some(entry) => {
+                if !entry.session.is_decongested(now, &self.limits) {
+                    return;
+                }
+                entry.congested = false;
+            }
+            // A session that ended (a clean session's DISCONNECT) no longer holds anyone
+            // back, if it was in the set.
+            None if !self.flow.congested.contains(&key) => return,
+            None => {}
         }
         self.flow.congested.remove(&key);
         if self.flow.congested.is_empty() {

@@ -215,6 +215,9 @@ fn copy_out_of_frame(packet: &mut Packet) {
 struct SessionEntry {
     session: Session,
     conn: Option<ConnectionId>,
+    /// In `FlowControl::congested` (`flow.rs`): checked on every delivery and every packet,
+    /// where a field read is cheaper than a hash lookup. The set stays the record.
+    congested: bool,
 }
 
 /// One shard's broker state.
