@@ -99,7 +99,11 @@ pub fn expect_refused(addr: SocketAddr, config: &Arc<ClientConfig>) -> String {
         match stream.read(&mut buf) {
             Ok(0) => return "closed".into(),
             Ok(n) => panic!("the broker answered a refused client: {:02x?}", &buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(error) => return error.to_string(),
         }
     }
