@@ -257,6 +257,3 @@ impl Transport {
         Some(Bytes::from(std::mem::take(&mut self.wire)))
     }
 }
-
-#[cfg(test)]
-mod tests;
