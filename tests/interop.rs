@@ -13,140 +13,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::clients::{
+    exit_status, mosquitto_clients_ready, paho_ready, Process, INSTALL_MOSQUITTO,
+};
 use common::{start_broker, text, tool_ready, ConnectOpts, RawClient};
 use ringmq::codec::QoS;
 
-const INSTALL_MOSQUITTO: &str =
-    "apt-get install -y mosquitto-clients (Debian/Ubuntu; or run tests/run.sh, which installs it)";
-const INSTALL_PAHO: &str =
-    "tests/run.sh (it makes target/pyenv with paho-mqtt 2.x and puts it first on PATH)";
-
-/// How long a whole client process may run.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// `mosquitto_sub` output format: topic, QoS, retain flag, payload.
 const FORMAT: &str = "%t %q %r %p";
-
-/// Runs `program` quietly; `None` if it cannot be started at all.
-fn exit_status(program: &str, args: &[&str]) -> Option<std::process::ExitStatus> {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()
-}
-
-fn mosquitto_clients_ready() -> bool {
-    // `--help` exits non-zero, but that it starts at all shows the tool is installed.
-    let found = exit_status("mosquitto_sub", &["--help"]).is_some()
-        && exit_status("mosquitto_pub", &["--help"]).is_some();
-    tool_ready("mosquitto_sub/mosquitto_pub", found, INSTALL_MOSQUITTO)
-}
-
-fn paho_ready() -> bool {
-    let check = "import paho.mqtt.client as m; m.CallbackAPIVersion.VERSION2";
-    let found = exit_status("python3", &["-c", check]).is_some_and(|s| s.success());
-    tool_ready("python3 with paho-mqtt 2.x", found, INSTALL_PAHO)
-}
-
-/// A client process whose stdout is read line by line; killed when dropped.
-struct Process {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Process {
-    fn spawn(program: &str, args: &[String]) -> Process {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let (line_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = line_tx.send(line);
-            }
-        });
-        let (err_tx, stderr) = mpsc::channel();
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        thread::spawn(move || {
-            let mut all = String::new();
-            let _ = pipe.read_to_string(&mut all);
-            let _ = err_tx.send(all);
-        });
-        Process {
-            name: format!("{program} {}", args.join(" ")),
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// The next line of stdout; fails after `within`.
-    fn line(&mut self, within: Duration) -> String {
-        match self.lines.recv_timeout(within) {
-            Ok(line) => line,
-            Err(_) => self.fail(format!("no output within {within:?}")),
-        }
-    }
-
-    /// Waits for a successful exit and returns the stdout lines not read yet.
-    fn finish(mut self) -> Vec<String> {
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                self.fail(format!("still running after {PROCESS_TIMEOUT:?}"));
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        if !status.success() {
-            self.fail(format!("exited with {status}"));
-        }
-        // The reader thread ends at EOF, which closes the channel.
-        self.lines.iter().collect()
-    }
-
-    /// SIGKILL: the process gets no chance to send DISCONNECT.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL the child");
-        let _ = self.child.wait();
-    }
-
-    /// Kills the process and fails the test with `why` and whatever it wrote to stderr.
-    fn fail(&mut self, why: String) -> ! {
-        let _ = self.child.kill();
-        let stderr = self
-            .stderr
-            .recv_timeout(Duration::from_secs(1))
-            .unwrap_or_default();
-        panic!("`{}`: {why}; stderr: {stderr:?}", self.name);
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn broker_args(addr: SocketAddr, args: &[&str]) -> Vec<String> {
     let port = addr.port().to_string();

@@ -107,9 +107,11 @@ fn serving_with_log(
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         lines.push(line.clone());
-        if let Some(start) = line.find("addrs=[") {
-            let rest = &line[start + 7..];
-            let addr = rest[..rest.find(']').expect("closing bracket")]
+        // The first listener's URL: `listeners=["mqtt://127.0.0.1:PORT", ...]`.
+        const FIRST: &str = "listeners=[\"mqtt://";
+        if let Some(start) = line.find(FIRST) {
+            let rest = &line[start + FIRST.len()..];
+            let addr = rest[..rest.find('"').expect("closing quote")]
                 .parse()
                 .expect("address");
             return (addr, lines, rx);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it. Installs what the tests need (Debian's
-# mosquitto clients, Python's paho-mqtt), checks style, then runs every test under each I/O
-# backend and shard count. Exits non-zero if anything fails.
+# mosquitto clients and Chromium, Python's paho-mqtt and Playwright, npm's MQTT.js), checks
+# style, then runs every test under each I/O backend and shard count. Exits non-zero if
+# anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # tests/metrics.rs has a real Prometheus server scrape the broker.
 [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+# tests/browser.rs: Debian's Chromium, driven by Playwright (whose own browser download cannot
+# work offline), and npm to fetch MQTT.js for the page.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -33,6 +38,13 @@ if [ ! -x "$pyenv/bin/python3" ] && ! python3 -m venv "$pyenv" >/dev/null 2>&1; 
   python3 -m venv "$pyenv"
 fi
 "$pyenv/bin/python3" -c 'import paho.mqtt' 2>/dev/null || "$pyenv/bin/python3" -m pip install -q 'paho-mqtt>=2,<3'
+# Playwright for Python drives /usr/bin/chromium; its driver ships inside the wheel.
+"$pyenv/bin/python3" -c 'import playwright.sync_api' 2>/dev/null ||
+  "$pyenv/bin/python3" -m pip install -q 'playwright>=1.40,<2'
+# MQTT.js's browser bundle (node_modules/mqtt/dist/mqtt.min.js), which the browser test's page
+# loads; kept under target/ like the venv.
+[ -f target/mqttjs/node_modules/mqtt/dist/mqtt.min.js ] ||
+  npm install --prefix target/mqttjs --no-audit --no-fund --silent 'mqtt@5'
 # The interop tests run `python3`: this one.
 export PATH="$PWD/$pyenv/bin:$PATH"
 

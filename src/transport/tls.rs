@@ -123,7 +123,15 @@ impl TlsLayer {
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut self.incoming);
-            let state = state.map_err(|e| TransportError::Tls(e.to_string()))?;
+            let state = match state {
+                Ok(state) => state,
+                Err(error) => {
+                    let error = TransportError::Tls(error.to_string());
+                    self.incoming.drain(..discard);
+                    self.queue_alert(wire);
+                    return Err(error);
+                }
+            };
             let done = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     let Some(plain) = plain.as_deref_mut() else {
@@ -170,6 +178,24 @@ impl TlsLayer {
             return Err(TransportError::PeerClosed);
         }
         Ok(())
+    }
+
+    /// After a failed record or handshake message rustls has queued a fatal alert (bad record,
+    /// unknown CA...) but returned only the error; the next call hands the alert out, ahead of
+    /// any further input. It goes to `wire`, so the peer learns why before the socket closes.
+    ///
+    /// Exactly one call: the alert is the only record queued, because `process` encodes every
+    /// record as soon as rustls offers it. A second call would process the failed input again,
+    /// and rustls asserts that it never sends a second fatal alert. The call gets the real
+    /// input buffer, not an empty one, because rustls may still hold positions of handshake
+    /// messages in it.
+    fn queue_alert(&mut self, wire: &mut Vec<u8>) {
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            // A failure to encode leaves the peer without the alert; the close still follows.
+            let _ = write_into(wire, RECORD_OVERHEAD_BYTES, |out| encode.encode(out));
+        }
+        self.incoming.drain(..discard);
     }
 
     /// Brings rustls to its write state (encoding any pending handshake record, such as a

@@ -3,6 +3,9 @@
 //! `ringmq::codec` (one codec, STYLE.md principle 3), or with the independent `rumqttc` crate,
 //! so that we do not only test ourselves against ourselves.
 //!
+//! Beside it: `clients` runs third-party client processes (mosquitto, paho, Chromium),
+//! `certs` makes a test PKI at run time, `tls` is the rustls client side of TLS tests.
+//!
 //! Environment:
 //! - `RINGMQ_TEST_IO`: `uring`, `epoll` or `auto` (default) picks the broker's I/O backend;
 //! - `RINGMQ_TEST_SHARDS`: shard count (default 1);
@@ -13,9 +16,14 @@
 // Each test file uses a different subset of these helpers; the rest would warn.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod clients;
 mod rumqttc;
+pub mod tls;
 #[allow(unused_imports)]
 pub use self::rumqttc::*;
+#[allow(unused_imports)]
+pub use clients::tool_ready;
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -62,7 +70,12 @@ impl Broker {
         self.inner.metrics_addr()
     }
 
-    /// Re-reads the password and ACL files, as SIGHUP does.
+    /// The bound address of `Config::listeners[index]` (0 is the plain test listener).
+    pub fn listener(&self, index: usize) -> SocketAddr {
+        self.inner.local_addrs()[index]
+    }
+
+    /// Re-reads the password and ACL files and the TLS certificates, as SIGHUP does.
     pub fn reload(&self) -> Result<(), ringmq::runtime::ReloadError> {
         self.inner.reload()
     }
@@ -260,12 +273,24 @@ enum NoPacket {
     Closed,
 }
 
-/// An MQTT client over a blocking `TcpStream` that encodes and decodes with `ringmq::codec`.
+/// A blocking byte stream a [`RawClient`] talks over: a `TcpStream`, or TLS on one
+/// (`tls::TlsStream`). Timeouts and shutdown act on the TCP socket underneath.
+pub trait Wire: Read + Write + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Wire for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// An MQTT client over a blocking stream that encodes and decodes with `ringmq::codec`.
 ///
 /// Packets that arrive while a helper waits for something else (a PUBLISH before a PUBACK,
 /// say) are kept in order and returned by the next `recv`. Anything else unexpected fails.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn Wire>,
     /// The level negotiated by CONNECT; every packet is decoded and encoded at it.
     version: ProtocolVersion,
     /// Received bytes not yet decoded.
@@ -279,7 +304,12 @@ impl RawClient {
     /// A TCP connection with nothing sent yet, decoding at `version`.
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).expect("TCP connect to the broker");
-        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        RawClient::over(Box::new(stream), version)
+    }
+
+    /// A client over `stream` (connected, with nothing sent yet), decoding at `version`.
+    pub fn over(stream: Box<dyn Wire>, version: ProtocolVersion) -> RawClient {
+        stream.tcp().set_nodelay(true).expect("set TCP_NODELAY");
         RawClient {
             stream,
             version,
@@ -291,7 +321,11 @@ impl RawClient {
 
     /// Sends CONNECT and returns the CONNACK, whatever its code.
     pub fn connect(addr: SocketAddr, opts: ConnectOpts) -> (RawClient, ConnAck) {
-        let mut client = RawClient::open(addr, opts.version);
+        RawClient::connect_over(RawClient::open(addr, opts.version), opts)
+    }
+
+    /// Sends CONNECT on `client` (opened, nothing sent yet) and returns the CONNACK.
+    pub fn connect_over(mut client: RawClient, opts: ConnectOpts) -> (RawClient, ConnAck) {
         client.send(&opts.to_packet());
         match client.recv() {
             Packet::ConnAck(connack) => (client, connack),
@@ -301,8 +335,13 @@ impl RawClient {
 
     /// Connects and asserts that the broker accepted the CONNECT.
     pub fn connected(addr: SocketAddr, opts: ConnectOpts) -> RawClient {
+        RawClient::connected_over(RawClient::open(addr, opts.version), opts)
+    }
+
+    /// [`RawClient::connected`] on a client opened over a stream of the test's choice.
+    pub fn connected_over(client: RawClient, opts: ConnectOpts) -> RawClient {
         let id = opts.client_id.clone();
-        let (client, connack) = RawClient::connect(addr, opts);
+        let (client, connack) = RawClient::connect_over(client, opts);
         assert_eq!(
             connack.code,
             ReasonCode::SUCCESS,
@@ -334,7 +373,7 @@ impl RawClient {
 
     /// Closes our sending half: the broker reads EOF.
     pub fn shutdown_write(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.stream.tcp().shutdown(Shutdown::Write);
     }
 
     /// The next packet; fails the test after [`RECV_TIMEOUT`] or if the broker closes.
@@ -419,6 +458,7 @@ impl RawClient {
             }
             let wait = (deadline - now).max(Duration::from_millis(1));
             self.stream
+                .tcp()
                 .set_read_timeout(Some(wait))
                 .expect("set a read timeout");
             match self.stream.read(&mut chunk) {
@@ -426,10 +466,13 @@ impl RawClient {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // UnexpectedEof: TLS that ends without close_notify.
                 Err(e)
                     if matches!(
                         e.kind(),
-                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::UnexpectedEof
                     ) =>
                 {
                     return Err(NoPacket::Closed)
@@ -741,20 +784,4 @@ pub fn make_publish_v5(topic: &str, payload: &[u8], qos: QoS, properties: Proper
         properties,
         ..make_publish(topic, payload, qos, false)
     }
-}
-
-/// True if a third-party tool a test needs can run; otherwise the test skips (prints
-/// "skipped: ..."), or fails under `RINGMQ_REQUIRE_INTEROP=1` (as `tests/run.sh` sets) and says
-/// how to install the tool.
-pub fn tool_ready(what: &str, found: bool, install: &str) -> bool {
-    if found {
-        return true;
-    }
-    if std::env::var("RINGMQ_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "{what} is required (RINGMQ_REQUIRE_INTEROP=1) but missing; install it with: {install}"
-        );
-    }
-    println!("skipped: {what} not found; install it with: {install}");
-    false
 }

@@ -188,6 +188,13 @@ impl<S: Stream> Driver<S> {
         output: Option<bytes::Bytes>,
         close: bool,
     ) -> (Option<bytes::Bytes>, bool) {
+        // A writer can outlive its connection: spawned, then the reader saw EOF and freed the
+        // slot, and a new connection took it before the writer ran. Handles are found by slot
+        // index alone, so without this check the stale writer would take the new connection's
+        // handshake bytes for the old socket and close the new connection's transport.
+        if !self.shard.borrow().has_connection(id) {
+            return (output, close);
+        }
         let mut handles = self.handles.borrow_mut();
         let Some(transport) = handles
             .get_mut(id.index as usize)
