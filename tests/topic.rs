@@ -628,3 +628,25 @@ proptest! {
             == TopicName::new(ByteStr::from(text)).is_ok());
     }
 }
+
+proptest! {
+    /// The word-at-a-time scan agrees with the rules checked byte by byte, at every offset
+    /// (strings up to 48 bytes: several words and a tail).
+    #[test]
+    fn topic_name_checks_agree_with_a_byte_by_byte_reading(text in "[a/+#\\u{0}\\u{1}\\u{7f}é]{1,48}") {
+        let levels = text.matches('/').count() + 1;
+        let expected = if text.contains('\0') {
+            Err(TopicError::NullCharacter)
+        } else if levels > TOPIC_LEVELS_MAX {
+            Err(TopicError::TooManyLevels { levels })
+        } else if text.contains(['+', '#']) {
+            Err(TopicError::WildcardInTopicName)
+        } else if has_control_characters(&text) {
+            Err(TopicError::ControlCharacter)
+        } else {
+            Ok(())
+        };
+        let got = TopicName::new_refusing_controls(ByteStr::from(text), true).map(|_| ());
+        prop_assert_eq!(got, expected);
+    }
+}

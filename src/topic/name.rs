@@ -165,13 +165,12 @@ pub(super) fn check_common(text: &str) -> Result<Scan, TopicError> {
             len_bytes: text.len(),
         }); // [MQTT-4.7.3-3]
     }
-    // One pass over the bytes, a table lookup each (this runs on every PUBLISH): which of
-    // '/', NUL, a wildcard, a one-byte control character, or 0xC2 (which starts the two-byte
-    // controls U+0080..U+009F) occur.
+    // One pass over the bytes (this runs on every PUBLISH), noting which of '/', NUL, a
+    // wildcard, a one-byte control character, or 0xC2 (which starts the two-byte controls
+    // U+0080..U+009F) occur: ASCII eight bytes at a time, the rest a table lookup each.
     let bytes = text.as_bytes();
-    let mut separators = 0usize;
-    let mut seen = 0u8;
-    for (i, &byte) in bytes.iter().enumerate() {
+    let (mut separators, mut seen, ascii) = scan_ascii_words(bytes);
+    for (i, &byte) in bytes.iter().enumerate().skip(ascii) {
         let class = BYTE_CLASS[byte as usize];
         separators += usize::from(class & SEPARATOR);
         if class & C2 != 0 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)) {
@@ -192,6 +191,44 @@ pub(super) fn check_common(text: &str) -> Result<Scan, TopicError> {
         has_wildcard,
         has_control,
     })
+}
+
+/// [`check_common`]'s scan over the leading whole 8-byte words that are all ASCII: the
+/// separator count, the classes seen, and how many bytes were scanned. Bit tricks from "Bit
+/// Twiddling Hacks" (Anderson): exact per-byte equality and "some byte below n".
+fn scan_ascii_words(bytes: &[u8]) -> (usize, u8, usize) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    // The high bit of each byte of `word` that equals `byte`, and no other.
+    let equal = |word: u64, byte: u8| {
+        let t = word ^ (ONES * u64::from(byte));
+        !(((t & LOW7) + LOW7) | t | LOW7)
+    };
+    let mut separators = 0usize;
+    let mut seen = 0u8;
+    let mut scanned = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if word & HIGH != 0 {
+            break; // not ASCII: the table takes it from here
+        }
+        separators += equal(word, b'/').count_ones() as usize;
+        if equal(word, 0) != 0 {
+            seen |= NUL;
+        }
+        if equal(word, b'+') | equal(word, b'#') != 0 {
+            seen |= WILDCARD;
+        }
+        // Some byte below 0x20 (ASCII, so no borrow crosses bytes), or 0x7F.
+        if (word.wrapping_sub(ONES * 0x20) & !word & HIGH) | equal(word, 0x7F) != 0 {
+            seen |= CONTROL;
+        }
+        scanned += 8;
+    }
+    (separators, seen, scanned)
 }
 
 /// Byte classes for [`check_common`]'s scan.
