@@ -106,9 +106,41 @@ pub struct CommonArgs {
     /// Spread the clients over this many users, `<username>0` .. `<username>N-1`.
     #[arg(long, default_value_t = 1, requires = "username")]
     pub users: u32,
+    /// Connect over TLS (mqtts; wss with `--ws`). Connect times include the handshake.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate(s), PEM, that the broker's certificate must chain to (`--tls`).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any broker certificate (self-signed test certificates; benchmarks only).
+    #[arg(long, requires = "tls", conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// The name the broker's certificate must carry [default: --host].
+    #[arg(long, requires = "tls")]
+    pub server_name: Option<String>,
+    /// Connect over WebSocket (ws; wss with `--tls`), subprotocol `mqtt`.
+    #[arg(long)]
+    pub ws: bool,
+    /// The WebSocket upgrade's path.
+    #[arg(long, default_value = "/mqtt", requires = "ws")]
+    pub ws_path: String,
 }
 
 impl CommonArgs {
+    /// The transport the flags ask for; `None` for plain MQTT over TCP.
+    pub fn transport(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::worker::transport::TransportConfig>>, String> {
+        crate::worker::transport::TransportConfig::from_flags(
+            &self.host,
+            self.tls,
+            self.ca_file.as_deref(),
+            self.insecure,
+            self.server_name.as_deref(),
+            self.ws.then_some(self.ws_path.as_str()),
+        )
+    }
+
     /// The credentials for CONNECT, if a user name was given.
     pub fn login(&self) -> Option<crate::plan::Login> {
         self.username.as_ref().map(|username| crate::plan::Login {

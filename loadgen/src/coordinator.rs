@@ -45,6 +45,8 @@ const FDS_RESERVED: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub target: SocketAddr,
+    /// TLS and/or WebSocket; `None` for plain MQTT.
+    pub transport: Option<std::sync::Arc<crate::worker::transport::TransportConfig>>,
     pub threads: usize,
     pub source_ips: u8,
     pub connect_timeout: Duration,
@@ -177,6 +179,7 @@ impl Coordinator {
                 index,
                 threads,
                 target: self.spec.target,
+                transport: self.spec.transport.clone(),
                 source_ips: self.spec.source_ips,
                 connect_timeout: self.spec.connect_timeout,
                 connect_rate_per_s: self.spec.connect_rate_per_s,

@@ -45,7 +45,7 @@ pub mod schedule;
 mod shared;
 pub mod stamp;
 mod sys;
-mod worker;
+pub mod worker;
 
 use cli::{Cli, Command};
 pub use error::LoadgenError;

@@ -460,7 +460,7 @@ fn unmask(bytes: &mut [u8], mask: [u8; 4], offset: u64) {
 }
 
 /// `Sec-WebSocket-Accept` for a client key (RFC 6455 4.2.2).
-fn accept_key(key: &str) -> String {
+pub fn accept_key(key: &str) -> String {
     use base64::Engine;
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());

@@ -60,6 +60,7 @@ pub(crate) fn run_spec(
     }
     Ok(RunSpec {
         target: resolve_target(&common.host, common.port)?,
+        transport: common.transport().map_err(usage)?,
         threads,
         source_ips: common.source_ips,
         connect_timeout: seconds("--connect-timeout", common.connect_timeout, 600.0)?,

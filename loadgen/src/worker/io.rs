@@ -15,7 +15,9 @@ use crate::client::{ClientError, Ctx};
 use crate::clock::MonoNs;
 use crate::phase::Phase;
 
-use super::{net, Worker, CONNECTS_IN_FLIGHT_MAX, READS_PER_EVENT_MAX, TIMER_TOKEN, WAKER_TOKEN};
+use super::{
+    net, transport, Worker, CONNECTS_IN_FLIGHT_MAX, READS_PER_EVENT_MAX, TIMER_TOKEN, WAKER_TOKEN,
+};
 
 impl Worker {
     pub(super) fn handle_events(&mut self, now: MonoNs) {
@@ -97,9 +99,22 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(i, format!("read: {e}"), now),
             };
-            conn.client
-                .inbound_mut()
-                .extend_from_slice(&self.scratch[..n]);
+            match &mut conn.transport {
+                Some(transport) => {
+                    if let Err(why) =
+                        transport.receive(&self.scratch[..n], conn.client.inbound_mut())
+                    {
+                        return self.fail(i, why, now);
+                    }
+                    // A handshake answer, a pong, or MQTT bytes the upgrade released.
+                    self.mark_dirty(i);
+                }
+                None => conn
+                    .client
+                    .inbound_mut()
+                    .extend_from_slice(&self.scratch[..n]),
+            }
+            let conn = &mut self.conns[i];
             let mut ctx = Ctx {
                 now,
                 phase: self.phase,
@@ -134,7 +149,43 @@ impl Worker {
         let Some(stream) = &mut conn.stream else {
             return;
         };
-        if conn.write_blocked || conn.client.is_connecting() {
+        if conn.write_blocked {
+            return;
+        }
+        if let Some(transport) = &mut conn.transport {
+            // The TLS handshake and the upgrade go out before the client has anything to say.
+            if !conn.client.is_connecting() {
+                let out = conn.client.outbound_mut();
+                if let Err(why) = transport.send(out) {
+                    return self.fail(i, why, now);
+                }
+                out.clear();
+            }
+            loop {
+                let pending = transport.pending();
+                if pending.is_empty() {
+                    break;
+                }
+                match stream.write(pending) {
+                    Ok(0) => return self.fail(i, "write: connection closed".into(), now),
+                    Ok(n) => {
+                        transport.written(n);
+                        conn.last_write_at = now;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        conn.write_blocked = true;
+                        return;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return self.fail(i, format!("write: {e}"), now),
+                }
+            }
+            if conn.client.is_closed() {
+                self.release_socket(i);
+            }
+            return;
+        }
+        if conn.client.is_connecting() {
             return;
         }
         let out = conn.client.outbound_mut();
@@ -203,6 +254,13 @@ impl Worker {
             return self.fail(i, format!("register: {e}"), now);
         }
         self.conns[i].stream = Some(stream);
+        self.conns[i].transport = None;
+        if let Some(config) = &self.config.transport {
+            match transport::ClientTransport::new(config, global as u64 ^ now.0) {
+                Ok(t) => self.conns[i].transport = Some(Box::new(t)),
+                Err(why) => return self.fail(i, why, now),
+            }
+        }
         self.connecting
             .push_back((now.plus(self.config.connect_timeout), i));
     }

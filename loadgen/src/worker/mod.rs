@@ -14,6 +14,7 @@
 
 mod io;
 pub(crate) mod net;
+pub mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -60,6 +61,7 @@ pub(crate) struct WorkerConfig {
     pub index: usize,
     pub threads: usize,
     pub target: SocketAddr,
+    pub transport: Option<Arc<transport::TransportConfig>>,
     pub source_ips: u8,
     pub connect_timeout: Duration,
     /// Connects per second over all workers; 0 starts them as fast as the in-flight cap allows.
@@ -81,6 +83,8 @@ pub(crate) struct WorkerOutput {
 struct Conn {
     client: Client,
     stream: Option<mio::net::TcpStream>,
+    /// TLS and/or WebSocket between the socket and the client (`--tls`, `--ws`).
+    transport: Option<Box<transport::ClientTransport>>,
     /// A write hit WouldBlock: wait for a writable event before writing or pumping.
     write_blocked: bool,
     queued: bool,
@@ -132,6 +136,7 @@ impl Worker {
             .map(|spec| Conn {
                 client: Client::new(spec, &config.settings),
                 stream: None,
+                transport: None,
                 write_blocked: false,
                 queued: false,
                 dirty: false,
