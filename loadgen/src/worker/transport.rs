@@ -57,12 +57,9 @@ impl TransportConfig {
     }
 }
 
-#[allow(
-    deprecated,
-    reason = "ring, the broker's provider: see src/transport/tls_config.rs"
-)]
+/// The broker's provider (ring, X25519 first: see `ringmq::transport::tls_config::provider`).
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ringmq::transport::tls_config::provider()
 }
 
 fn client_config(
