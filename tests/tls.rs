@@ -106,6 +106,19 @@ fn mosquitto_clients_with_cafile_deliver_qos_0_1_2() {
     mosquitto_round_trip(&broker, &cafile_args(&pki, None));
 }
 
+/// TLS 1.2 is served as well as 1.3 (older devices and OpenSSL builds).
+#[test]
+fn mosquitto_clients_over_tls_1_2_deliver_qos_0_1_2() {
+    if !mosquitto_clients_ready() {
+        return;
+    }
+    let pki = Pki::new("mosquitto-tls12");
+    let broker = tls_broker(pki.tls_files(), |_| {}, |_| {});
+    let mut args = cafile_args(&pki, None);
+    args.extend(["--tls-version".to_owned(), "tlsv1.2".to_owned()]);
+    mosquitto_round_trip(&broker, &args);
+}
+
 #[test]
 fn mosquitto_clients_with_client_certificates_deliver_qos_0_1_2() {
     if !mosquitto_clients_ready() {
