@@ -24,6 +24,7 @@ use crate::plan::{ClientSpec, Plan};
 use crate::procfs::{self, ProcSample};
 use crate::shared::Shared;
 use crate::sys;
+use crate::transport::TransportSpec;
 use crate::worker::{Worker, WorkerConfig, WorkerOutput};
 
 /// How often the coordinator looks at the counters.
@@ -45,6 +46,8 @@ const FDS_RESERVED: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub target: SocketAddr,
+    /// TCP, TLS, WebSocket or both, for every connection.
+    pub transport: TransportSpec,
     pub threads: usize,
     pub source_ips: u8,
     pub connect_timeout: Duration,
@@ -177,6 +180,7 @@ impl Coordinator {
                 index,
                 threads,
                 target: self.spec.target,
+                transport: self.spec.transport.clone(),
                 source_ips: self.spec.source_ips,
                 connect_timeout: self.spec.connect_timeout,
                 connect_rate_per_s: self.spec.connect_rate_per_s,
