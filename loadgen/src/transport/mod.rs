@@ -63,6 +63,8 @@ impl fmt::Display for TransportError {
     }
 }
 
+impl std::error::Error for TransportError {}
+
 /// The TLS half of a [`TransportSpec`].
 #[derive(Clone)]
 struct TlsSpec {
