@@ -120,6 +120,10 @@ pub struct CommonArgs {
     pub transport: TransportArgs,
 }
 
+/// The help section of the transport flags (per flag: a section on the group would also take
+/// in the flags flattened after it).
+const TRANSPORT: &str = "Transport (compare also takes mqtts://, ws://, wss:// in --a/--b)";
+
 /// What carries MQTT: TCP, TLS, WebSocket, or WebSocket over TLS. Connect times include the
 /// TLS handshake and the WebSocket upgrade.
 #[derive(Debug, Clone, Default, Args)]
@@ -129,25 +133,25 @@ pub struct CommonArgs {
 pub struct TransportArgs {
     /// MQTT over TLS (mqtts; with --ws, wss). TLS 1.3 or 1.2, ALPN `mqtt` (`http/1.1` for
     /// wss), no session resumption: every connect is a full handshake.
-    #[arg(long)]
+    #[arg(long, help_heading = TRANSPORT)]
     pub tls: bool,
     /// Trust the CA certificates in this PEM file (for public CAs:
     /// /etc/ssl/certs/ca-certificates.crt). --tls needs this or --insecure.
-    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    #[arg(long, help_heading = TRANSPORT, value_name = "PATH", conflicts_with = "insecure")]
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate without checking it: for self-signed test certificates
     /// on a broker you run yourself.
-    #[arg(long)]
+    #[arg(long, help_heading = TRANSPORT)]
     pub insecure: bool,
     /// The name the certificate must carry, also sent as SNI [default: --host].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = TRANSPORT, value_name = "NAME")]
     pub server_name: Option<String>,
     /// MQTT over WebSocket (ws; with --tls, wss): subprotocol `mqtt`, masked binary frames,
     /// one frame per write batch.
-    #[arg(long)]
+    #[arg(long, help_heading = TRANSPORT)]
     pub ws: bool,
     /// The path of the WebSocket upgrade request.
-    #[arg(long, default_value = "/mqtt", value_name = "PATH")]
+    #[arg(long, help_heading = TRANSPORT, default_value = "/mqtt", value_name = "PATH")]
     pub ws_path: String,
 }
 

@@ -240,13 +240,9 @@ impl Transport {
                 wire.extend_from_slice(&answer);
                 result?;
             }
-            (Some(tls), None) => {
-                let mut plain = Vec::new();
-                tls.receive(input, &mut plain, wire)?;
-                mqtt.extend_from_slice(&plain);
-            }
+            (Some(tls), None) => tls.receive(input, mqtt, wire)?,
             (Some(tls), Some(ws)) => {
-                let mut plain = Vec::new();
+                let mut plain = BytesMut::new();
                 tls.receive(input, &mut plain, wire)?;
                 let mut answer = Vec::new();
                 if tls.is_open() && !ws.is_started() {

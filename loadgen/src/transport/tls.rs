@@ -157,7 +157,7 @@ impl TlsClient {
     pub fn receive(
         &mut self,
         input: &[u8],
-        plain: &mut Vec<u8>,
+        plain: &mut BytesMut,
         wire: &mut BytesMut,
     ) -> Result<(), TransportError> {
         self.incoming.extend_from_slice(input);
@@ -195,7 +195,7 @@ impl TlsClient {
     /// data to `plain` (`None` at the start, when there can be none).
     fn process(
         &mut self,
-        mut plain: Option<&mut Vec<u8>>,
+        mut plain: Option<&mut BytesMut>,
         wire: &mut BytesMut,
     ) -> Result<(), TransportError> {
         loop {
