@@ -34,7 +34,17 @@ Examples:
   ringmq-loadgen pubsub --rate 20000 --qos 1 --duration 30 --plot latency.svg
   ringmq-loadgen conn --clients 10000 --rate 2000 --broker-pid $(pidof mosquitto)
   ringmq-loadgen retained --topics 10000 --filter '+/7' --subscribers 4
-  ringmq-loadgen compare --a 127.0.0.1:1883 --b 127.0.0.1:1884 --rounds 3 pubsub --qos 1";
+  ringmq-loadgen compare --a 127.0.0.1:1883 --b 127.0.0.1:1884 --rounds 3 pubsub --qos 1
+  ringmq-loadgen pubsub --port 8883 --tls --ca-file ca.crt --qos 1
+  ringmq-loadgen conn --port 8883 --tls --insecure --clients 5000 --broker-pid $(pidof ringmq)
+  ringmq-loadgen pubsub --port 8443 --tls --ws --insecure --ws-path /mqtt
+  ringmq-loadgen compare --a mqtts://127.0.0.1:8883 --b mqtt://127.0.0.1:1883 pubsub --insecure --qos 1
+
+Transports: --tls (mqtts), --ws (ws), --tls --ws (wss), for every scenario. In compare, a \
+scheme in --a/--b (mqtt://, mqtts://, ws://HOST:PORT/PATH, wss://) sets that side's transport, \
+so one broker's TLS can be compared with its plain TCP; a side without a scheme takes the \
+scenario's --tls/--ws. The trust flags (--ca-file, --insecure, --server-name) go after the \
+scenario name, like every scenario flag, and apply to the TLS sides.";
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ringmq-loadgen", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -106,41 +116,46 @@ pub struct CommonArgs {
     /// Spread the clients over this many users, `<username>0` .. `<username>N-1`.
     #[arg(long, default_value_t = 1, requires = "username")]
     pub users: u32,
-    /// Connect over TLS (mqtts; wss with `--ws`). Connect times include the handshake.
-    #[arg(long)]
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// The help section of the transport flags (per flag: a section on the group would also take
+/// in the flags flattened after it).
+const TRANSPORT: &str = "Transport (compare also takes mqtts://, ws://, wss:// in --a/--b)";
+
+/// What carries MQTT: TCP, TLS, WebSocket, or WebSocket over TLS. Connect times include the
+/// TLS handshake and the WebSocket upgrade.
+#[derive(Debug, Clone, Default, Args)]
+#[command(
+    next_help_heading = "Transport (every scenario; compare also takes mqtts://, ws://, wss:// in --a/--b)"
+)]
+pub struct TransportArgs {
+    /// MQTT over TLS (mqtts; with --ws, wss). TLS 1.3 or 1.2, ALPN `mqtt` (`http/1.1` for
+    /// wss), no session resumption: every connect is a full handshake.
+    #[arg(long, help_heading = TRANSPORT)]
     pub tls: bool,
-    /// CA certificate(s), PEM, that the broker's certificate must chain to (`--tls`).
-    #[arg(long, value_name = "FILE", requires = "tls")]
+    /// Trust the CA certificates in this PEM file (for public CAs:
+    /// /etc/ssl/certs/ca-certificates.crt). --tls needs this or --insecure.
+    #[arg(long, help_heading = TRANSPORT, value_name = "PATH", conflicts_with = "insecure")]
     pub ca_file: Option<PathBuf>,
-    /// Accept any broker certificate (self-signed test certificates; benchmarks only).
-    #[arg(long, requires = "tls", conflicts_with = "ca_file")]
+    /// Accept any server certificate without checking it: for self-signed test certificates
+    /// on a broker you run yourself.
+    #[arg(long, help_heading = TRANSPORT)]
     pub insecure: bool,
-    /// The name the broker's certificate must carry [default: --host].
-    #[arg(long, requires = "tls")]
+    /// The name the certificate must carry, also sent as SNI [default: --host].
+    #[arg(long, help_heading = TRANSPORT, value_name = "NAME")]
     pub server_name: Option<String>,
-    /// Connect over WebSocket (ws; wss with `--tls`), subprotocol `mqtt`.
-    #[arg(long)]
+    /// MQTT over WebSocket (ws; with --tls, wss): subprotocol `mqtt`, masked binary frames,
+    /// one frame per write batch.
+    #[arg(long, help_heading = TRANSPORT)]
     pub ws: bool,
-    /// The WebSocket upgrade's path.
-    #[arg(long, default_value = "/mqtt", requires = "ws")]
+    /// The path of the WebSocket upgrade request.
+    #[arg(long, help_heading = TRANSPORT, default_value = "/mqtt", value_name = "PATH")]
     pub ws_path: String,
 }
 
 impl CommonArgs {
-    /// The transport the flags ask for; `None` for plain MQTT over TCP.
-    pub fn transport(
-        &self,
-    ) -> Result<Option<std::sync::Arc<crate::worker::transport::TransportConfig>>, String> {
-        crate::worker::transport::TransportConfig::from_flags(
-            &self.host,
-            self.tls,
-            self.ca_file.as_deref(),
-            self.insecure,
-            self.server_name.as_deref(),
-            self.ws.then_some(self.ws_path.as_str()),
-        )
-    }
-
     /// The credentials for CONNECT, if a user name was given.
     pub fn login(&self) -> Option<crate::plan::Login> {
         self.username.as_ref().map(|username| crate::plan::Login {
@@ -148,6 +163,18 @@ impl CommonArgs {
             password: self.password.clone().unwrap_or_default(),
             users: self.users,
         })
+    }
+}
+
+impl TransportArgs {
+    /// The URL scheme these flags select: `mqtt`, `mqtts`, `ws` or `wss`.
+    pub fn scheme(&self) -> &'static str {
+        match (self.tls, self.ws) {
+            (false, false) => "mqtt",
+            (true, false) => "mqtts",
+            (false, true) => "ws",
+            (true, true) => "wss",
+        }
     }
 }
 
@@ -261,11 +288,12 @@ pub struct RetainedArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Broker A, HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Broker A: HOST:PORT, or SCHEME://HOST:PORT[/PATH] with scheme mqtt, mqtts, ws or wss
+    /// to give A its own transport (the scenario's --ca-file/--insecure apply to TLS).
+    #[arg(long, value_name = "[SCHEME://]HOST:PORT")]
     pub a: String,
-    /// Broker B, HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Broker B, as --a.
+    #[arg(long, value_name = "[SCHEME://]HOST:PORT")]
     pub b: String,
     /// Rounds; each runs the scenario once against A, then once against B.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]

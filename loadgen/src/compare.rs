@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::{CompareArgs, Scenario};
+use crate::cli::{CommonArgs, CompareArgs, Scenario};
 use crate::error::LoadgenError;
 use crate::latency::Latency;
 use crate::report::{write_json, Report};
@@ -54,6 +54,71 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), LoadgenError> {
     Ok((host.to_string(), port))
 }
 
+/// One side of a comparison: `HOST:PORT`, or `SCHEME://HOST:PORT[/PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// `(tls, ws, ws path)` when a scheme was given; `None` keeps the scenario's flags.
+    pub transport: Option<(bool, bool, Option<String>)>,
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> Result<Endpoint, LoadgenError> {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            let (host, port) = split_host_port(text)?;
+            return Ok(Endpoint {
+                host,
+                port,
+                transport: None,
+            });
+        };
+        let (tls, ws) = match scheme {
+            "mqtt" | "tcp" => (false, false),
+            "mqtts" | "ssl" => (true, false),
+            "ws" => (false, true),
+            "wss" => (true, true),
+            _ => {
+                return Err(usage(format!(
+                    "{text:?}: the scheme is one of mqtt, mqtts, ws, wss"
+                )))
+            }
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], Some(rest[at..].to_string())),
+            None => (rest, None),
+        };
+        if path.is_some() && !ws {
+            return Err(usage(format!(
+                "{text:?}: only ws:// and wss:// take a path"
+            )));
+        }
+        let (host, port) = split_host_port(authority)?;
+        Ok(Endpoint {
+            host,
+            port,
+            transport: Some((tls, ws, path)),
+        })
+    }
+
+    /// Points the scenario at this side: host, port, and the transport its scheme names (the
+    /// TLS trust flags stay for a TLS side and are dropped for a side without TLS).
+    fn apply(&self, common: &mut CommonArgs) {
+        (common.host, common.port) = (self.host.clone(), self.port);
+        let Some((tls, ws, path)) = &self.transport else {
+            return;
+        };
+        let t = &mut common.transport;
+        (t.tls, t.ws) = (*tls, *ws);
+        if let Some(path) = path {
+            t.ws_path = path.clone();
+        }
+        if !tls {
+            (t.ca_file, t.insecure, t.server_name) = (None, false, None);
+        }
+    }
+}
+
 /// Runs the comparison; prints each round's headline to stderr as it goes.
 pub fn run(args: &CompareArgs) -> Result<Comparison, LoadgenError> {
     let mut scenario = args.scenario.clone();
@@ -67,10 +132,11 @@ pub fn run(args: &CompareArgs) -> Result<Comparison, LoadgenError> {
     let mut runs = Vec::with_capacity(2 * args.rounds as usize);
     for round in 1..=args.rounds {
         for (side, addr, pid) in sides {
-            let (host, port) = split_host_port(addr)?;
+            let endpoint = Endpoint::parse(addr)?;
             let mut s = scenario.clone();
             let common = s.common_mut();
-            (common.host, common.port, common.broker_pid) = (host, port, pid);
+            endpoint.apply(common);
+            common.broker_pid = pid;
             let report = run_scenario(&s)?;
             eprintln!(
                 "round {round}/{} {side} ({addr}): {}",
@@ -214,6 +280,7 @@ fn fmt(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn medians_of_odd_and_even_counts() {
@@ -235,6 +302,41 @@ mod tests {
         );
         assert!(split_host_port("localhost").is_err());
         assert!(split_host_port(":1883").is_err());
+    }
+
+    #[test]
+    fn a_scheme_sets_the_sides_transport() {
+        let plain = Endpoint::parse("127.0.0.1:1883").expect("plain");
+        assert_eq!((plain.port, plain.transport), (1883, None));
+        let wss = Endpoint::parse("wss://localhost:8443/ws").expect("wss");
+        assert_eq!(wss.host, "localhost");
+        assert_eq!(wss.transport, Some((true, true, Some("/ws".into()))));
+        let mqtts = Endpoint::parse("mqtts://[::1]:8883").expect("mqtts");
+        assert_eq!(
+            (mqtts.host.as_str(), mqtts.transport),
+            ("::1", Some((true, false, None)))
+        );
+        assert!(Endpoint::parse("http://127.0.0.1:80").is_err());
+        assert!(Endpoint::parse("mqtts://127.0.0.1:8883/mqtt").is_err());
+
+        let cli = crate::cli::Cli::try_parse_from([
+            "ringmq-loadgen",
+            "conn",
+            "--tls",
+            "--insecure",
+            "--server-name",
+            "broker",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Conn(mut args) = cli.command else {
+            unreachable!("conn")
+        };
+        Endpoint::parse("ws://127.0.0.1:8080/x")
+            .expect("ws")
+            .apply(&mut args.common);
+        let t = &args.common.transport;
+        assert!(t.ws && !t.tls && !t.insecure && t.server_name.is_none());
+        assert_eq!((t.ws_path.as_str(), args.common.port), ("/x", 8080));
     }
 
     #[test]

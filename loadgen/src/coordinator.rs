@@ -24,6 +24,7 @@ use crate::plan::{ClientSpec, Plan};
 use crate::procfs::{self, ProcSample};
 use crate::shared::Shared;
 use crate::sys;
+use crate::transport::TransportSpec;
 use crate::worker::{Worker, WorkerConfig, WorkerOutput};
 
 /// How often the coordinator looks at the counters.
@@ -45,8 +46,8 @@ const FDS_RESERVED: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub target: SocketAddr,
-    /// TLS and/or WebSocket; `None` for plain MQTT.
-    pub transport: Option<std::sync::Arc<crate::worker::transport::TransportConfig>>,
+    /// TCP, TLS, WebSocket or both, for every connection.
+    pub transport: TransportSpec,
     pub threads: usize,
     pub source_ips: u8,
     pub connect_timeout: Duration,

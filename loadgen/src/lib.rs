@@ -14,6 +14,7 @@
 //! | [`compare`] | A/B rounds, medians, ratios |
 //! | `coordinator` | worker threads, phases, progress line, /proc and CPU samples |
 //! | `worker` | one epoll loop per thread: sockets, timers, batching |
+//! | [`transport`] | TLS and WebSocket as sans-IO byte transforms between socket and client |
 //! | `client` | one connection's MQTT state machine, sans-IO, through `ringmq::codec` |
 //! | [`stamp`], [`accounting`], [`schedule`], [`latency`] | the measurement: payload stamp, loss/dup/reorder, open-loop schedule, HDR histograms |
 //! | [`report`], [`plot`], [`probe`], [`procfs`] | output: text, JSON, SVG; `$SYS` probe; broker CPU/RSS |
@@ -22,8 +23,8 @@
 //! # Dependency rule
 //!
 //! `stamp, accounting, schedule, latency <- client <- worker <- coordinator <- scenario <-
-//! compare`. The client never touches a socket or a clock; only `worker` does I/O and only
-//! `coordinator` spawns threads.
+//! compare`, and `transport <- worker, probe`. The client and the transport never touch a
+//! socket or a clock; only `worker` and `probe` do I/O and only `coordinator` spawns threads.
 
 pub mod accounting;
 pub mod cli;
@@ -45,7 +46,8 @@ pub mod schedule;
 mod shared;
 pub mod stamp;
 mod sys;
-pub mod worker;
+pub mod transport;
+mod worker;
 
 use cli::{Cli, Command};
 pub use error::LoadgenError;

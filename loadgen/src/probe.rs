@@ -1,6 +1,8 @@
 //! A small blocking MQTT client with one job: read the retained value of one topic, such as
 //! the broker's `$SYS/broker/publish/messages/received`, to check our counts against the
-//! broker's own. It uses the same codec as everything else, and is bounded by one deadline.
+//! broker's own. It uses the same codec as everything else, speaks the run's transport (TLS,
+//! WebSocket) through the same sans-IO [`Transport`] as the workers, and is bounded by one
+//! deadline.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +17,7 @@ use ringmq::codec::{
 
 use crate::client::{subscribe, PACKET_SIZE_MAX_BYTES};
 use crate::error::LoadgenError;
+use crate::transport::{Transport, TransportSpec};
 
 /// Bytes the probe reads at most before giving up on finding its message.
 const PROBE_READ_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -23,11 +26,12 @@ const PROBE_READ_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// publish `$SYS` counters as decimal text).
 pub fn read_retained_u64(
     target: SocketAddr,
+    transport: &TransportSpec,
     version: ProtocolVersion,
     topic: &str,
     timeout: Duration,
 ) -> Result<u64, LoadgenError> {
-    let text = read_retained(target, version, topic, timeout)?;
+    let text = read_retained(target, transport, version, topic, timeout)?;
     text.trim().parse().map_err(|_| {
         LoadgenError::Setup(format!(
             "retained value of {topic} is not a number: {text:?}"
@@ -41,6 +45,7 @@ pub fn read_retained_u64(
 /// is left; only when none succeeded is the last error returned.
 pub fn await_counter(
     target: SocketAddr,
+    transport: &TransportSpec,
     version: ProtocolVersion,
     topic: &str,
     at_least: u64,
@@ -52,7 +57,8 @@ pub fn await_counter(
     let mut last = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_retained_u64(target, version, topic, left.max(READ_TIMEOUT_MIN)) {
+        let timeout = left.max(READ_TIMEOUT_MIN);
+        match read_retained_u64(target, transport, version, topic, timeout) {
             Ok(value) if value >= at_least => return Ok(value),
             Ok(value) => last = Some(Ok(value)),
             Err(error) => last = Some(last.filter(Result::is_ok).unwrap_or(Err(error))),
@@ -68,6 +74,7 @@ pub fn await_counter(
 /// The retained message on `topic` as text.
 pub fn read_retained(
     target: SocketAddr,
+    transport: &TransportSpec,
     version: ProtocolVersion,
     topic: &str,
     timeout: Duration,
@@ -86,14 +93,20 @@ pub fn read_retained(
         username: None,
         password: None,
     };
+    let seed = getrandom::u64().unwrap_or(u64::from(std::process::id()));
+    let transport = Transport::new(transport, seed)
+        .map_err(|e| LoadgenError::Setup(format!("probe of {topic}: {e}")))?;
     let mut probe = Probe {
         stream,
+        transport,
+        wire: BytesMut::new(),
         version,
         topic,
         deadline,
         inbound: BytesMut::new(),
         read_total: 0,
     };
+    probe.open()?;
     probe
         .send(&[Packet::Connect(Box::new(connect))])
         .map_err(io)?;
@@ -128,6 +141,9 @@ fn probe_client_id() -> String {
 /// One probe connection and what it has read.
 struct Probe<'a> {
     stream: TcpStream,
+    transport: Transport,
+    /// Transport bytes for the socket (handshake records, frames), written at once.
+    wire: BytesMut,
     version: ProtocolVersion,
     topic: &'a str,
     deadline: Instant,
@@ -136,12 +152,39 @@ struct Probe<'a> {
 }
 
 impl Probe<'_> {
+    fn setup(&self, why: impl std::fmt::Display) -> LoadgenError {
+        LoadgenError::Setup(format!("probe of {}: {why}", self.topic))
+    }
+
+    /// Runs the TLS handshake and the WebSocket upgrade, if any.
+    fn open(&mut self) -> Result<(), LoadgenError> {
+        self.transport
+            .start(&mut self.wire)
+            .map_err(|e| self.setup(e))?;
+        loop {
+            self.write_wire().map_err(|e| self.setup(e))?;
+            if self.transport.is_open() {
+                return Ok(());
+            }
+            self.read_some()?;
+        }
+    }
+
     fn send(&mut self, packets: &[Packet]) -> io::Result<()> {
         let mut out = BytesMut::new();
         for packet in packets {
             codec::encode(packet, self.version, &mut out).expect("probe packets encode");
         }
-        self.stream.write_all(&out)
+        self.transport
+            .send(&out, &mut self.wire)
+            .map_err(io::Error::other)?;
+        self.write_wire()
+    }
+
+    fn write_wire(&mut self) -> io::Result<()> {
+        let result = self.stream.write_all(&self.wire);
+        self.wire.clear();
+        result
     }
 
     /// Reads until `want` accepts a packet, the deadline passes, or the read budget is spent.
@@ -149,40 +192,47 @@ impl Probe<'_> {
         &mut self,
         mut want: impl FnMut(Packet) -> Option<Result<T, String>>,
     ) -> Result<T, LoadgenError> {
-        let topic = self.topic;
-        let setup = |why: String| LoadgenError::Setup(format!("probe of {topic}: {why}"));
         loop {
             while let Decoded::Packet(packet) =
                 codec::decode(&mut self.inbound, self.version, PACKET_SIZE_MAX_BYTES)
-                    .map_err(|e| setup(format!("malformed packet: {e}")))?
+                    .map_err(|e| self.setup(format!("malformed packet: {e}")))?
             {
                 if let Some(result) = want(packet) {
-                    return result.map_err(setup);
+                    return result.map_err(|why| self.setup(why));
                 }
             }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.read_total > PROBE_READ_MAX_BYTES {
-                return Err(setup("no answer in time".into()));
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .map_err(|e| setup(e.to_string()))?;
-            let mut chunk = [0u8; 4096];
-            let n = match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(setup("the broker closed the connection".into())),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    0
-                }
-                Err(e) => return Err(setup(e.to_string())),
-            };
-            self.read_total += n;
-            self.inbound.extend_from_slice(&chunk[..n]);
+            self.read_some()?;
         }
+    }
+
+    /// One read, within the deadline and the read budget, through the transport; what the
+    /// transport answers (a pong, a handshake record) is written at once.
+    fn read_some(&mut self) -> Result<(), LoadgenError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || self.read_total > PROBE_READ_MAX_BYTES {
+            return Err(self.setup("no answer in time"));
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| self.setup(e))?;
+        let mut chunk = [0u8; 4096];
+        let n = match self.stream.read(&mut chunk) {
+            Ok(0) => return Err(self.setup("the broker closed the connection")),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(self.setup(e)),
+        };
+        self.read_total += n;
+        self.transport
+            .receive(&chunk[..n], &mut self.inbound, &mut self.wire)
+            .map_err(|e| self.setup(e))?;
+        self.write_wire().map_err(|e| self.setup(e))
     }
 }

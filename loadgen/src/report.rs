@@ -24,6 +24,8 @@ pub const SATURATION_SHARE: f64 = 0.9;
 pub struct Report {
     pub scenario: &'static str,
     pub target: String,
+    /// `mqtt`, `mqtts`, `ws` or `wss`.
+    pub transport: &'static str,
     pub mqtt_version: u8,
     pub qos: u8,
     pub payload_bytes: usize,
@@ -204,8 +206,8 @@ impl Report {
         let mut s = String::new();
         let _ = write!(
             s,
-            "{} against {}  MQTT level {}  clients {}",
-            self.scenario, self.target, self.mqtt_version, self.clients
+            "{} against {}://{}  MQTT level {}  clients {}",
+            self.scenario, self.transport, self.target, self.mqtt_version, self.clients
         );
         if self.messages.is_some() || self.retained.is_some() {
             let _ = write!(s, "  QoS {}  payload {} B", self.qos, self.payload_bytes);
@@ -359,6 +361,7 @@ mod tests {
         Report {
             scenario: "pubsub",
             target: "127.0.0.1:1883".into(),
+            transport: "mqtt",
             mqtt_version: 4,
             qos: 1,
             payload_bytes: 16,

@@ -11,6 +11,7 @@ use clap::Parser;
 use ringmq::codec::ProtocolVersion;
 use ringmq_loadgen::cli::{Cli, Command};
 use ringmq_loadgen::scenario::{conn, pubsub, retained};
+use ringmq_loadgen::transport::TransportSpec;
 use ringmq_loadgen::{probe, Report};
 
 fn start_broker() -> ringmq::runtime::Broker {
@@ -75,11 +76,17 @@ fn qos1_point_to_point_counts_match_the_brokers_sys_counter() {
     let broker = start_broker();
     let addr = broker.local_addrs()[0];
     let sys = pubsub::SYS_PUBLISH_RECEIVED;
+    let plain = TransportSpec::plain();
     // Our own reading, independent of the report's: the broker has seen no publish yet.
     std::thread::sleep(Duration::from_millis(1_100));
-    let before =
-        probe::read_retained_u64(addr, ProtocolVersion::V3_1_1, sys, Duration::from_secs(5))
-            .expect("$SYS counter readable");
+    let before = probe::read_retained_u64(
+        addr,
+        &plain,
+        ProtocolVersion::V3_1_1,
+        sys,
+        Duration::from_secs(5),
+    )
+    .expect("$SYS counter readable");
     let report = pubsub_report(
         addr,
         // Open loop within the broker's capacity: at max rate a broker may rightly drop QoS 1
@@ -114,7 +121,7 @@ fn qos1_point_to_point_counts_match_the_brokers_sys_counter() {
     // `$SYS` is republished once an interval: re-read until it has caught up, or 10 s.
     let within = Duration::from_secs(10);
     let at_least = before + m.totals.sent;
-    let after = probe::await_counter(addr, ProtocolVersion::V3_1_1, sys, at_least, within)
+    let after = probe::await_counter(addr, &plain, ProtocolVersion::V3_1_1, sys, at_least, within)
         .expect("$SYS counter readable");
     assert_eq!(
         after - before,

@@ -135,7 +135,8 @@ impl Wire {
 enum State {
     /// The worker has not started this connection yet.
     NotStarted,
-    /// TCP connect in flight since `started` (its scheduled time when paced).
+    /// TCP connect, then the TLS handshake and the WebSocket upgrade if any, in flight since
+    /// `started` (its scheduled time when paced).
     Connecting {
         started: MonoNs,
     },
@@ -218,8 +219,8 @@ impl Client {
         *first = Some(first.map_or(started, |f| f.min(started)));
     }
 
-    /// TCP is up: say CONNECT.
-    pub(crate) fn on_tcp_connected(&mut self) {
+    /// The transport is open (TCP up, TLS handshake and WebSocket upgrade done): say CONNECT.
+    pub(crate) fn on_transport_open(&mut self) {
         let State::Connecting { started } = self.state else {
             return;
         };

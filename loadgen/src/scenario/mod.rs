@@ -21,6 +21,7 @@ use crate::error::LoadgenError;
 use crate::latency::Latency;
 use crate::report::{BrokerFigures, Connections, LoadgenFigures, Report};
 use crate::stamp::STAMP_LEN;
+use crate::transport::TransportSpec;
 
 /// Keep-alive announced by every client; idle ones ping after half of it.
 pub const KEEP_ALIVE_S: u16 = 60;
@@ -60,7 +61,7 @@ pub(crate) fn run_spec(
     }
     Ok(RunSpec {
         target: resolve_target(&common.host, common.port)?,
-        transport: common.transport().map_err(usage)?,
+        transport: TransportSpec::from_args(&common.transport, &common.host, common.port)?,
         threads,
         source_ips: common.source_ips,
         connect_timeout: seconds("--connect-timeout", common.connect_timeout, 600.0)?,
@@ -135,6 +136,7 @@ pub(crate) fn base_report(base: ReportBase, out: &RunOutput, latency: Latency) -
     Report {
         scenario: base.scenario,
         target: base.target.to_string(),
+        transport: base.common.transport.scheme(),
         mqtt_version: base.common.mqtt_version,
         qos: base.qos,
         payload_bytes: base.payload_bytes,

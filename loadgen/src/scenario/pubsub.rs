@@ -167,6 +167,7 @@ pub fn run(args: &PubsubArgs) -> Result<Report, LoadgenError> {
     let topology = Topology::of(args)?;
     let spec = run_spec(&args.common, 0)?;
     let target = spec.target;
+    let transport = spec.transport.clone();
     let plan = plan(args, &topology, &run_tag());
     let version = plan.settings.version;
     let mut coordinator = Coordinator::start(spec, plan)?;
@@ -176,6 +177,7 @@ pub fn run(args: &PubsubArgs) -> Result<Report, LoadgenError> {
     let sys_before = match sys_wait {
         Some(_) => Some(probe::read_retained_u64(
             target,
+            &transport,
             version,
             SYS_PUBLISH_RECEIVED,
             SYS_PROBE_TIMEOUT,
@@ -188,8 +190,15 @@ pub fn run(args: &PubsubArgs) -> Result<Report, LoadgenError> {
     let mut report = report(args, &topology, target, &out);
     if let (Some(wait), Some(before)) = (sys_wait, sys_before) {
         let sent = report.messages.as_ref().map_or(0, |m| m.totals.sent);
-        let after =
-            probe::await_counter(target, version, SYS_PUBLISH_RECEIVED, before + sent, wait)?;
+        let at_least = before + sent;
+        let after = probe::await_counter(
+            target,
+            &transport,
+            version,
+            SYS_PUBLISH_RECEIVED,
+            at_least,
+            wait,
+        )?;
         let delta = after.saturating_sub(before);
         report.sys_check = Some(SysCheck {
             topic: SYS_PUBLISH_RECEIVED,

@@ -8,15 +8,17 @@
 
 use std::io::{ErrorKind, Read, Write};
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use mio::Interest;
 
-use crate::client::{ClientError, Ctx};
+use crate::client::{Client, ClientError, Ctx};
 use crate::clock::MonoNs;
 use crate::phase::Phase;
+use crate::transport::{Transport, TransportError};
 
 use super::{
-    net, transport, Worker, CONNECTS_IN_FLIGHT_MAX, READS_PER_EVENT_MAX, TIMER_TOKEN, WAKER_TOKEN,
+    net, Worker, CONNECTS_IN_FLIGHT_MAX, READS_PER_EVENT_MAX, SEAL_BATCH_MAX_BYTES, TIMER_TOKEN,
+    WAKER_TOKEN,
 };
 
 impl Worker {
@@ -48,10 +50,16 @@ impl Worker {
         if i >= self.conns.len() || self.conns[i].stream.is_none() {
             return;
         }
-        if self.conns[i].client.is_connecting() {
+        if self.conns[i].client.is_connecting() && !self.conns[i].transport.is_started() {
             match self.check_connected(i) {
                 Ok(true) => {
-                    self.conns[i].client.on_tcp_connected();
+                    let conn = &mut self.conns[i];
+                    if let Err(error) = conn.transport.start(&mut conn.wire) {
+                        return self.fail(i, error.to_string(), now);
+                    }
+                    if conn.transport.is_open() {
+                        conn.client.on_transport_open();
+                    }
                     self.mark_dirty(i);
                 }
                 Ok(false) => return,
@@ -99,22 +107,18 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(i, format!("read: {e}"), now),
             };
-            match &mut conn.transport {
-                Some(transport) => {
-                    if let Err(why) =
-                        transport.receive(&self.scratch[..n], conn.client.inbound_mut())
-                    {
-                        return self.fail(i, why, now);
-                    }
-                    // A handshake answer, a pong, or MQTT bytes the upgrade released.
-                    self.mark_dirty(i);
-                }
-                None => conn
-                    .client
-                    .inbound_mut()
-                    .extend_from_slice(&self.scratch[..n]),
+            let received = conn.transport.receive(
+                &self.scratch[..n],
+                conn.client.inbound_mut(),
+                &mut conn.wire,
+            );
+            if let Err(error) = received {
+                return self.fail(i, error.to_string(), now);
             }
-            let conn = &mut self.conns[i];
+            if conn.client.is_connecting() && conn.transport.is_open() {
+                // TLS and the upgrade are done (their time counts as connect time): CONNECT.
+                conn.client.on_transport_open();
+            }
             let mut ctx = Ctx {
                 now,
                 phase: self.phase,
@@ -149,47 +153,25 @@ impl Worker {
         let Some(stream) = &mut conn.stream else {
             return;
         };
-        if conn.write_blocked {
+        if conn.write_blocked || !conn.transport.is_started() {
             return;
         }
-        if let Some(transport) = &mut conn.transport {
-            // The TLS handshake and the upgrade go out before the client has anything to say.
-            if !conn.client.is_connecting() {
-                let out = conn.client.outbound_mut();
-                if let Err(why) = transport.send(out) {
-                    return self.fail(i, why, now);
-                }
-                out.clear();
-            }
-            loop {
-                let pending = transport.pending();
-                if pending.is_empty() {
-                    break;
-                }
-                match stream.write(pending) {
-                    Ok(0) => return self.fail(i, "write: connection closed".into(), now),
-                    Ok(n) => {
-                        transport.written(n);
-                        conn.last_write_at = now;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        conn.write_blocked = true;
-                        return;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return self.fail(i, format!("write: {e}"), now),
+        let plain = conn.transport.is_plain();
+        loop {
+            if !plain && conn.wire.is_empty() {
+                if let Err(error) = seal(&mut conn.transport, &mut conn.client, &mut conn.wire) {
+                    return self.fail(i, error.to_string(), now);
                 }
             }
-            if conn.client.is_closed() {
-                self.release_socket(i);
+            // Plain TCP writes the client's buffer itself; nothing is copied.
+            let out = if plain {
+                conn.client.outbound_mut()
+            } else {
+                &mut conn.wire
+            };
+            if out.is_empty() {
+                break;
             }
-            return;
-        }
-        if conn.client.is_connecting() {
-            return;
-        }
-        let out = conn.client.outbound_mut();
-        while !out.is_empty() {
             match stream.write(out) {
                 Ok(0) => return self.fail(i, "write: connection closed".into(), now),
                 Ok(n) => {
@@ -241,6 +223,11 @@ impl Worker {
             measure: &mut self.measure,
         };
         self.conns[i].client.on_connect_started(due, &mut ctx);
+        let seed = self.next_seed();
+        self.conns[i].transport = match Transport::new(&self.config.transport, seed) {
+            Ok(transport) => transport,
+            Err(e) => return self.fail(i, e.to_string(), now),
+        };
         let mut stream = match net::connect(self.config.target, source) {
             Ok(stream) => stream,
             Err(e) => return self.fail(i, format!("connect: {e}"), now),
@@ -254,13 +241,6 @@ impl Worker {
             return self.fail(i, format!("register: {e}"), now);
         }
         self.conns[i].stream = Some(stream);
-        self.conns[i].transport = None;
-        if let Some(config) = &self.config.transport {
-            match transport::ClientTransport::new(config, global as u64 ^ now.0) {
-                Ok(t) => self.conns[i].transport = Some(Box::new(t)),
-                Err(why) => return self.fail(i, why, now),
-            }
-        }
         self.connecting
             .push_back((now.plus(self.config.connect_timeout), i));
     }
@@ -318,4 +298,22 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut stream);
         }
     }
+}
+
+/// Wraps the next batch of the client's output for the wire, once the wire has drained: what
+/// the socket cannot take stays in the client's buffer, where a publisher sees it as backlog.
+/// A closed client's last bytes are followed by the transport's own goodbye.
+fn seal(
+    transport: &mut Transport,
+    client: &mut Client,
+    wire: &mut BytesMut,
+) -> Result<(), TransportError> {
+    let out = client.outbound_mut();
+    if transport.is_open() && !out.is_empty() {
+        let batch = out.split_to(out.len().min(SEAL_BATCH_MAX_BYTES));
+        transport.send(&batch, wire)?;
+    } else if client.is_closed() {
+        transport.close(wire);
+    }
+    Ok(())
 }

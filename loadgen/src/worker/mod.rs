@@ -14,7 +14,6 @@
 
 mod io;
 pub(crate) mod net;
-pub mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -22,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::accounting::DeliveryCounts;
@@ -34,6 +34,7 @@ use crate::schedule::RateSchedule;
 use crate::shared::Shared;
 use crate::stamp::PublisherId;
 use crate::sys::TimerFd;
+use crate::transport::{Transport, TransportSpec};
 
 /// Connects started and not yet ready, per worker: enough to fill the broker's accept queue
 /// quickly, few enough not to overflow its listen backlog.
@@ -42,6 +43,9 @@ pub const CONNECTS_IN_FLIGHT_MAX: u64 = 256;
 pub const READS_PER_EVENT_MAX: usize = 16;
 /// Bytes per read, reused by every connection of the thread.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Client bytes wrapped per write over TLS or WebSocket: one WebSocket frame and four TLS
+/// records. Batches are usually far smaller; this bounds the copy a stalled socket leaves.
+pub const SEAL_BATCH_MAX_BYTES: usize = 64 * 1024;
 /// Readiness events taken per poll.
 pub const EVENTS_MAX: usize = 1024;
 /// How long a worker keeps flushing DISCONNECTs and deletions after `Stop`.
@@ -61,7 +65,7 @@ pub(crate) struct WorkerConfig {
     pub index: usize,
     pub threads: usize,
     pub target: SocketAddr,
-    pub transport: Option<Arc<transport::TransportConfig>>,
+    pub transport: TransportSpec,
     pub source_ips: u8,
     pub connect_timeout: Duration,
     /// Connects per second over all workers; 0 starts them as fast as the in-flight cap allows.
@@ -83,8 +87,11 @@ pub(crate) struct WorkerOutput {
 struct Conn {
     client: Client,
     stream: Option<mio::net::TcpStream>,
-    /// TLS and/or WebSocket between the socket and the client (`--tls`, `--ws`).
-    transport: Option<Box<transport::ClientTransport>>,
+    /// TLS / WebSocket between the socket and the client; plain and unstarted until connect.
+    transport: Transport,
+    /// Transformed bytes waiting for the socket (TLS records, frames). Always empty on plain
+    /// TCP, where the client's own output buffer is written directly.
+    wire: BytesMut,
     /// A write hit WouldBlock: wait for a writable event before writing or pumping.
     write_blocked: bool,
     queued: bool,
@@ -115,6 +122,8 @@ pub(crate) struct Worker {
     run: RunWindow,
     next_housekeeping: MonoNs,
     stop_deadline: MonoNs,
+    /// Seeds each connection's WebSocket key and masks (splitmix64 over a random start).
+    seed: u64,
 }
 
 impl Worker {
@@ -136,7 +145,8 @@ impl Worker {
             .map(|spec| Conn {
                 client: Client::new(spec, &config.settings),
                 stream: None,
-                transport: None,
+                transport: Transport::unstarted(),
+                wire: BytesMut::new(),
                 write_blocked: false,
                 queued: false,
                 dirty: false,
@@ -166,6 +176,8 @@ impl Worker {
             run: RunWindow::UNSET,
             next_housekeeping: MonoNs::ZERO,
             stop_deadline: MonoNs::MAX,
+            // Without the OS's randomness the clock still makes keys differ between runs.
+            seed: getrandom::u64().unwrap_or_else(|_| clock::now().since(MonoNs::ZERO)),
         })
     }
 
@@ -348,6 +360,15 @@ impl Worker {
             }
         }
         POLL_TIMEOUT_MAX
+    }
+
+    /// The next connection's seed: splitmix64, so neighbouring connections differ in every bit.
+    fn next_seed(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     fn all_closed(&self) -> bool {
