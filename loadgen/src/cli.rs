@@ -67,6 +67,48 @@ pub enum Command {
     /// Run one scenario against two brokers, alternating A, B, A, B..., and print the medians
     /// side by side with the ratio A/B.
     Compare(CompareArgs),
+    /// Start the broker binary once per shard count and I/O backend, measure each (idle memory,
+    /// max-rate and fixed-rate publishing) and recommend a configuration for this host.
+    Tune(TuneArgs),
+}
+
+/// Flags of `tune`.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// The broker binary [default: `ringmq` next to this program].
+    #[arg(long, value_name = "PATH")]
+    pub broker: Option<PathBuf>,
+    /// Shard counts to try, e.g. `1,2,4` [default: 1 up to the CPUs].
+    #[arg(long, value_delimiter = ',')]
+    pub shards: Option<Vec<usize>>,
+    /// I/O backends to try.
+    #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
+    pub io: Vec<String>,
+    /// The port each broker listens on (127.0.0.1).
+    #[arg(long, default_value_t = 18950)]
+    pub port: u16,
+    /// Seconds per publish run.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// The fixed rate, msgs/s over all publishers, of the second publish run.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    #[arg(long, default_value_t = 16)]
+    pub payload_bytes: usize,
+    /// Publishers, and as many subscribers (point to point).
+    #[arg(long, default_value_t = 10)]
+    pub publishers: u32,
+    /// Idle connections opened to measure memory per connection.
+    #[arg(long, default_value_t = 2000)]
+    pub idle_clients: u32,
+    /// Write the table and the recommendation as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw every configuration's fixed-rate latency spectrum as SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Flags every scenario has.

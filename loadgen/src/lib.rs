@@ -47,6 +47,7 @@ mod shared;
 pub mod stamp;
 mod sys;
 pub mod transport;
+pub mod tune;
 mod worker;
 
 use cli::{Cli, Command};
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<(), LoadgenError> {
         Command::Pubsub(args) => (scenario::pubsub::run(args)?, &args.common),
         Command::Retained(args) => (scenario::retained::run(args)?, &args.common),
         Command::Compare(args) => return run_compare(args),
+        Command::Tune(args) => return run_tune(args),
     };
     print!("{}", report.render());
     if let Some(path) = &common.json {
@@ -69,6 +71,18 @@ pub fn run(cli: Cli) -> Result<(), LoadgenError> {
     if let Some(path) = &common.plot {
         let title = format!("{} latency, {}", report.scenario, report.target);
         plot::write_svg(path, &title, &[(report.target.clone(), &report.latency)])?;
+    }
+    Ok(())
+}
+
+fn run_tune(args: &cli::TuneArgs) -> Result<(), LoadgenError> {
+    let tuning = tune::run(args)?;
+    print!("{}", tuning.render());
+    if let Some(path) = &args.json {
+        report::write_json(path, &tuning)?;
+    }
+    if let Some(path) = &args.plot {
+        tuning.plot(path)?;
     }
     Ok(())
 }

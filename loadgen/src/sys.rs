@@ -137,6 +137,29 @@ pub fn set_bind_address_no_port(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Restricts the calling thread, and the threads it starts from now on, to `cpus` (`tune`
+/// keeps the load generator off the broker's cores).
+pub fn pin_process(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is plain data that CPU_ZERO/CPU_SET initialise; sched_setaffinity
+    // reads `size_of` bytes of it for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
