@@ -17,7 +17,11 @@ use super::{ConnectionId, VerifyRequest};
 fn sim(limits: Limits) -> Sim {
     let dir = std::env::temp_dir().join(format!("ringmq-sim-access-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("passwd-{}", limits.auth_verify_queue_max));
+    // A file of its own per call: tests run in parallel, and one rewriting a shared file while
+    // another loads it made that one read a half-written file (a CI failure, 0x86 for alice).
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("passwd-{n}"));
     let hash = hash_pbkdf2(b"secret", 101).expect("hash");
     std::fs::write(&path, format!("alice:{hash}\n")).expect("write");
     let settings = AccessSettings {
