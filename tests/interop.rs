@@ -17,7 +17,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::clients::{
-    exit_status, mosquitto_clients_ready, paho_ready, Process, INSTALL_MOSQUITTO,
+    exit_status, mosquitto_clients_ready, paho_ready, paho_round_trip, PahoTransport, Process,
+    INSTALL_MOSQUITTO,
 };
 use common::{start_broker, text, tool_ready, ConnectOpts, RawClient};
 use ringmq::codec::QoS;
@@ -193,69 +194,18 @@ fn mosquitto_sub_persistent_session_gets_messages_published_while_it_was_down() 
     );
 }
 
-/// A paho subscriber (QoS 2) and a paho publisher (QoS 0, 1, 2) at the given level. Prints
-/// "qos payload" per received message; exits non-zero on any timeout.
-const PAHO_SCRIPT: &str = r#"
-import sys, threading
-import paho.mqtt.client as mqtt
-
-host, port, level = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-protocol = mqtt.MQTTv5 if level == "5" else mqtt.MQTTv311
-received, done = [], threading.Event()
-sub_connected, subscribed, pub_connected = threading.Event(), threading.Event(), threading.Event()
-
-def client(name):
-    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + level, protocol=protocol)
-
-def on_sub_connect(c, userdata, flags, reason_code, properties):
-    c.subscribe("paho/data", qos=2)
-
-def on_message(c, userdata, msg):
-    received.append("%d %s" % (msg.qos, msg.payload.decode()))
-    if len(received) == 3:
-        done.set()
-
-sub = client("paho-sub-")
-sub.on_connect = on_sub_connect
-sub.on_subscribe = lambda c, u, mid, codes, props: subscribed.set()
-sub.on_message = on_message
-sub.connect(host, port)
-sub.loop_start()
-if not subscribed.wait(5):
-    sys.exit("no SUBACK")
-
-pub = client("paho-pub-")
-pub.on_connect = lambda c, u, f, rc, p: pub_connected.set()
-pub.connect(host, port)
-pub.loop_start()
-if not pub_connected.wait(5):
-    sys.exit("no CONNACK for the publisher")
-for qos in (0, 1, 2):
-    pub.publish("paho/data", "paho-%d" % qos, qos=qos).wait_for_publish(5)
-if not done.wait(5):
-    sys.exit("received only %r" % received)
-print("\n".join(received), flush=True)
-pub.disconnect()
-sub.disconnect()
-pub.loop_stop()
-sub.loop_stop()
-"#;
-
 fn paho_delivers_every_qos(level: &str) {
     if !paho_ready() {
         return;
     }
     let broker = start_broker(|_| {});
-    let args = [
-        "-c",
-        PAHO_SCRIPT,
-        "127.0.0.1",
-        &broker.addr.port().to_string(),
+    let how = PahoTransport {
+        transport: "tcp",
+        ca_file: None,
+        client_cert: None,
         level,
-    ]
-    .map(String::from);
-    let lines = Process::spawn("python3", &args).finish();
-    assert_eq!(lines, ["0 paho-0", "1 paho-1", "2 paho-2"]);
+    };
+    paho_round_trip(broker.addr.port(), how);
 }
 
 #[test]

@@ -163,6 +163,7 @@ fn paho_over_tls_delivers_qos_0_1_2_with_and_without_a_client_certificate() {
     let pki = Pki::new("paho-tls");
     let broker = tls_broker(pki.tls_files(), |_| {}, |_| {});
     let how = PahoTransport {
+        level: "311",
         transport: "tcp",
         ca_file: Some(&pki.ca_file),
         client_cert: None,
@@ -171,6 +172,7 @@ fn paho_over_tls_delivers_qos_0_1_2_with_and_without_a_client_certificate() {
     let broker = tls_broker(pki.tls_files_requiring_clients(false), |_| {}, |_| {});
     let alice = pki.client("alice");
     let how = PahoTransport {
+        level: "311",
         transport: "tcp",
         ca_file: Some(&pki.ca_file),
         client_cert: Some((&alice.cert, &alice.key)),

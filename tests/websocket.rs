@@ -28,6 +28,7 @@ fn paho_over_ws_delivers_qos_0_1_2() {
     }
     let broker = ws_broker(None);
     let how = PahoTransport {
+        level: "311",
         transport: "websockets",
         ca_file: None,
         client_cert: None,
@@ -43,6 +44,7 @@ fn paho_over_wss_delivers_qos_0_1_2() {
     let pki = Pki::new("paho-wss");
     let broker = ws_broker(Some(pki.tls_files()));
     let how = PahoTransport {
+        level: "311",
         transport: "websockets",
         ca_file: Some(&pki.ca_file),
         client_cert: None,

@@ -183,21 +183,25 @@ pub struct PahoTransport<'a> {
     pub ca_file: Option<&'a Path>,
     /// A client certificate and key (PEM files).
     pub client_cert: Option<(&'a Path, &'a Path)>,
+    /// The protocol level: `311` or `5`.
+    pub level: &'a str,
 }
 
-/// A paho subscriber (QoS 2) and a paho publisher (QoS 0, 1, 2), both 3.1.1, over the given
-/// transport. Prints "qos payload" per received message; exits non-zero on any timeout or
+/// A paho subscriber (QoS 2) and a paho publisher (QoS 0, 1, 2) at the given protocol level,
+/// over the given transport. Prints "qos payload" per received message; exits non-zero on any timeout or
 /// refused connection.
 const PAHO_ROUND_TRIP: &str = r#"
 import sys, threading
 import paho.mqtt.client as mqtt
 
-host, port, transport, ca, cert, key = sys.argv[1:7]
+host, port, transport, ca, cert, key, level = sys.argv[1:8]
+protocol = mqtt.MQTTv5 if level == "5" else mqtt.MQTTv311
 received, done = [], threading.Event()
 subscribed, pub_connected = threading.Event(), threading.Event()
 
 def client(name):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, transport=transport)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name + level,
+                    transport=transport, protocol=protocol)
     if transport == "websockets":
         c.ws_set_options(path="/mqtt")
     if ca != "-":
@@ -253,6 +257,7 @@ pub fn paho_round_trip(port: u16, how: PahoTransport) {
         path(how.ca_file),
         path(how.client_cert.map(|c| c.0)),
         path(how.client_cert.map(|c| c.1)),
+        how.level.to_owned(),
     ];
     let lines = Process::spawn("python3", &args).finish();
     assert_eq!(
