@@ -438,9 +438,10 @@ fn write_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// XORs `bytes` with the masking key, `offset` bytes into the payload. Eight bytes at a time:
+/// XORs `bytes` with the masking key, `offset` bytes into the payload (masking and unmasking
+/// are the same operation; the load generator's client masks with it). Eight bytes at a time:
 /// this runs over every byte a WebSocket client sends.
-fn unmask(bytes: &mut [u8], mask: [u8; 4], offset: u64) {
+pub fn unmask(bytes: &mut [u8], mask: [u8; 4], offset: u64) {
     let shift = (offset % 4) as usize;
     let mut rotated = [0u8; 8];
     for (i, byte) in rotated.iter_mut().enumerate() {

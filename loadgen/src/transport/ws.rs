@@ -17,7 +17,6 @@
 use std::io::Cursor;
 
 use bytes::BytesMut;
-use sha1::{Digest, Sha1};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
@@ -47,9 +46,6 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 const CLOSE_TOO_BIG: u16 = 1009;
-
-/// The GUID RFC 6455 appends to the client's key.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// What each connection's upgrade request says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,26 +413,14 @@ impl WsClient {
     }
 }
 
-/// XORs `bytes` with the masking key, starting at the key's first byte.
+/// XORs `bytes` with the masking key, starting at the key's first byte: the broker's own.
 fn apply_mask(bytes: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = bytes.chunks_exact_mut(4);
-    for chunk in &mut chunks {
-        let value = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
-        chunk.copy_from_slice(&value.to_ne_bytes());
-    }
-    for (byte, key) in chunks.into_remainder().iter_mut().zip(mask) {
-        *byte ^= key;
-    }
+    ringmq::transport::ws::unmask(bytes, mask, 0);
 }
 
-/// `Sec-WebSocket-Accept` for a client key (RFC 6455 4.2.2).
+/// `Sec-WebSocket-Accept` for a client key (RFC 6455 4.2.2): the broker's own.
 fn accept_key(key: &str) -> String {
-    use base64::Engine;
-    let mut sha = Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(ACCEPT_GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    ringmq::transport::ws::accept_key(key)
 }
 
 #[cfg(test)]
