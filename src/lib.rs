@@ -11,6 +11,7 @@
 //! | [`transport`] | TLS and WebSocket as byte transforms between socket and shard, sans-IO | handshakes, framing, what a bad peer is answered |
 //! | [`auth`] | access policy and MQTT 5 enhanced authentication, sans-IO: password file, ACL file, SCRAM-SHA-256 | who may connect, publish, subscribe, read |
 //! | [`mesh`] | the only cross-thread code, generic over what it carries: SPSC rings between shards, doorbells, the `Published` cell | ring sizes, backpressure, wake-ups |
+//! | [`persist`] | each shard's write-ahead log, recovery, the `durability` modes | record format, segments, compaction, torn tails, `.corrupt` segments |
 //! | [`metrics`] | counters each shard keeps, its `/metrics` report and their rendering | what `$SYS` and `/metrics` report |
 //! | [`admin`] | the admin thread: `/metrics` over HTTP, never on a shard | scrapes, `metrics_listen` |
 //! | [`config`] | CLI + TOML config -> validated [`config::Limits`] | every `*_max` and its default |
@@ -44,6 +45,11 @@
 //! | TLS (rustls unbuffered), WebSocket upgrade and frames | `transport/tls.rs`, `transport/ws.rs`, layered in `transport/mod.rs` |
 //! | a transport between socket and shard, handshake timeout | `shard/driver/transport.rs` |
 //! | per-listener `allow_anonymous`, `max_connections`, `use_identity_as_username`; transport counters | `shard/listener.rs` |
+//! | what is logged when, `sync`-mode held acks, compaction steps | `shard/persist.rs` |
+//! | log records, CRC32C, wall-clock times | `persist/record.rs` |
+//! | segments, group commit positions, compaction trigger | `persist/wal.rs` |
+//! | start-up recovery, damaged logs, re-homing on a new shard count | `persist/recover.rs` |
+//! | log writes and fsyncs (io_uring, or a blocking helper under epoll) | `shard/driver/wal.rs` |
 //! | rings, doorbell | `mesh/ring.rs` |
 //! | `ShardMessage`, the cross-shard protocol | `shard/message.rs` (handled in `shard/peer.rs`) |
 //! | enhanced authentication, SCRAM-SHA-256, user store | `auth/mod.rs`, `auth/scram.rs` |
@@ -54,7 +60,7 @@
 //!
 //! # Dependency rule
 //!
-//! `codec <- topic <- session <- shard -> mesh`, `shard -> transport`, and
+//! `codec <- topic <- session <- persist <- shard -> mesh`, `shard -> transport`, and
 //! `runtime -> shard, mesh, transport`. `mesh` is generic
 //! over what its rings carry and imports none of `codec`, `topic`, `session` or `shard`: the
 //! messages (`shard::ShardMessage`) belong to the shard that speaks them. `shard` never imports
@@ -68,6 +74,7 @@ pub mod codec;
 pub mod config;
 pub mod mesh;
 pub mod metrics;
+pub mod persist;
 pub mod runtime;
 pub mod session;
 pub mod shard;

@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -20,6 +20,7 @@ use crate::auth::Access;
 use crate::config::{Config, IoBackend, ListenerConfig, ListenerProtocol, TlsFiles};
 use crate::mesh::Endpoint;
 use crate::mesh::Published;
+use crate::shard::driver::wal::{BlockingSegment, SegmentFile};
 use crate::shard::driver::{epoll, uring, Driver, ListenerRuntime};
 use crate::shard::verifier::{ShardVerifier, VerifierPool};
 use crate::shard::{ListenerId, ListenerPolicy, LISTENERS_MAX};
@@ -210,6 +211,7 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
     )?;
     let backend = select_backend(config.io)?;
     let shards = config.shards;
+    let mut logs = recover_logs(&config)?;
     let plans = Arc::new(plan_listeners(&config)?);
     let tls = plans
         .iter()
@@ -255,7 +257,11 @@ pub fn start(mut config: Config) -> io::Result<Broker> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let mut threads = Vec::with_capacity(shards);
     for (index, (endpoint, listeners)) in endpoints.into_iter().zip(per_shard).enumerate() {
+        let log = logs
+            .as_mut()
+            .map(|(starts, retained)| (starts.remove(0), retained.clone()));
         let shard = ShardStart {
+            log,
             config: config.clone(),
             listeners,
             endpoint,
@@ -479,8 +485,49 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Reads the logs back (`persist::recover`) and writes this run's first snapshot, when
+/// persistence is on. Each shard's part, and the retained messages every shard keeps.
+type LogStarts = (
+    Vec<crate::persist::ShardStart>,
+    Arc<Vec<Arc<crate::session::Message>>>,
+);
+
+fn recover_logs(config: &Config) -> io::Result<Option<LogStarts>> {
+    let Some(dir) = config.persistence.dir.as_deref() else {
+        return Ok(None);
+    };
+    if !config.persistence.enabled() {
+        tracing::info!(dir = %dir.display(), "durability = \"none\": sessions and retained messages are kept in memory only");
+        return Ok(None);
+    }
+    let began = Instant::now();
+    let clock = crate::persist::Clock::new(began);
+    let recovered = crate::persist::recover(dir, &clock)
+        .map_err(|e| io::Error::new(e.kind(), format!("persistence_dir {}: {e}", dir.display())))?;
+    let report = recovered.report.clone();
+    let sessions = recovered.sessions.len();
+    let retained_count = recovered.retained.len();
+    let shards = config.shards;
+    let (starts, retained) = recovered
+        .start(dir, shards, clock, |text| {
+            crate::persist::home_of(text, shards)
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("persistence_dir {}: {e}", dir.display())))?;
+    tracing::info!(dir = %dir.display(), durability = ?config.persistence.durability,
+        sessions, retained = retained_count, segments = report.segments, records = report.records,
+        bytes = report.bytes, torn_tails = report.truncated.len(), corrupt_segments = report.corrupt.len(),
+        bad_records = report.bad_records, lost_messages = report.lost_messages,
+        elapsed_ms = began.elapsed().as_millis() as u64, "recovered the logs");
+    Ok(Some((starts, Arc::new(retained))))
+}
+
 /// What a shard thread starts with.
 struct ShardStart {
+    /// Its log and restored state, with persistence on.
+    log: Option<(
+        crate::persist::ShardStart,
+        Arc<Vec<Arc<crate::session::Message>>>,
+    )>,
     config: Config,
     listeners: ShardListeners,
     plans: Arc<Vec<ListenerPlan>>,
@@ -509,6 +556,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         verifier,
         plans,
         report,
+        log,
         ..
     } = start;
     let runtime_of = |id: ListenerId| match plans.get(id.0 as usize) {
@@ -529,6 +577,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
         seen,
         verifier,
         report,
+        persistence: config.persistence.clone(),
     };
     let shard = Shard::new(
         Instant::now(),
@@ -540,6 +589,13 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
     .with_auth(authenticator)
     .with_access(current)
     .with_listeners(policies);
+    let persistence = config.persistence.clone();
+    let shard = match log {
+        Some((start, retained)) => {
+            shard.with_persistence(Instant::now(), start, &retained, persistence.durability)
+        }
+        None => shard,
+    };
     match backend {
         Backend::Uring => tokio_uring::start(async move {
             let driver = Driver::new(shard);
@@ -552,7 +608,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
                     runtime_of(id),
                 )));
             }
-            serve(driver, accepts, services, stop, ready).await;
+            serve::<_, tokio_uring::fs::File>(driver, accepts, services, stop, ready).await;
         }),
         Backend::Epoll => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -576,7 +632,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
                         Err(error) => tracing::error!(%error, "cannot register listener"),
                     }
                 }
-                serve(driver, accepts, services, stop, ready).await;
+                serve::<_, BlockingSegment>(driver, accepts, services, stop, ready).await;
             });
         }
     }
@@ -589,10 +645,11 @@ struct Services {
     seen: u64,
     verifier: ShardVerifier,
     report: Arc<Published<crate::metrics::ShardReport>>,
+    persistence: crate::config::Persistence,
 }
 
 /// Runs a shard's background tasks until the stop signal, then shuts it down in order.
-async fn serve<S: crate::shard::driver::Stream>(
+async fn serve<S: crate::shard::driver::Stream, F: SegmentFile>(
     driver: Rc<Driver<S>>,
     accepts: Vec<tokio::task::JoinHandle<()>>,
     services: Services,
@@ -605,11 +662,28 @@ async fn serve<S: crate::shard::driver::Stream>(
     tokio::task::spawn_local(driver.clone().flusher());
     tokio::task::spawn_local(driver.clone().ticker());
     tokio::task::spawn_local(driver.clone().mesh_pump());
+    let persistence = services.persistence;
+    if driver.shard.borrow().persists() {
+        let interval = Duration::from_millis(persistence.fsync_interval_ms.into());
+        tokio::task::spawn_local(
+            driver
+                .clone()
+                .wal_writer::<F>(persistence.durability, interval),
+        );
+    }
     let _ = ready.send(());
     driver.clone().wait_for_stop(stop).await;
     // An accept has no buffer for the kernel to own, so aborting it is safe.
     for accept in accepts {
         accept.abort();
     }
-    driver.shut_down().await;
+    driver.clone().shut_down().await;
+    if driver.shard.borrow().persists() {
+        // What the shutdown changed (sessions gone offline, wills sent) goes to disk too.
+        let mut file = None;
+        while !driver.commit_and_write::<F>(&mut file).await {
+            tracing::error!("cannot write the log at shutdown; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }

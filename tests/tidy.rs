@@ -405,7 +405,7 @@ fn parse_use_tree(
 }
 
 /// The modules and crates each directory may not reach, as resolved paths.
-const DEPENDENCY_RULES: [(&str, &[&str]); 8] = [
+const DEPENDENCY_RULES: [(&str, &[&str]); 9] = [
     (
         "src/codec",
         &[
@@ -442,6 +442,18 @@ const DEPENDENCY_RULES: [(&str, &[&str]); 8] = [
             "crate::session",
             "crate::shard",
             "crate::runtime",
+        ],
+    ),
+    // The log is the shard's record, below it: it knows sessions and messages, never who
+    // writes it or how (`shard/driver/wal.rs` does the I/O of a running shard).
+    (
+        "src/persist",
+        &[
+            "crate::shard",
+            "crate::runtime",
+            "crate::mesh",
+            "crate::transport",
+            "tokio",
         ],
     ),
     // `ByteStr` has its own file so that `packet` (which holds `Properties`) and `properties`

@@ -57,3 +57,29 @@ pub use reason::ReasonCode;
 
 /// The largest Remaining Length the variable-byte encoding can express [MQTT-1.5.5].
 pub const REMAINING_LENGTH_MAX: u32 = 268_435_455;
+
+/// Writes `properties` as a PUBLISH (or, with `will`, a CONNECT's will) carries them: the
+/// write-ahead log (`crate::persist`) stores message properties in the wire's own encoding.
+pub(crate) fn put_message_properties(
+    out: &mut bytes::BytesMut,
+    properties: &Properties,
+) -> Result<(), EncodeError> {
+    let len = properties_codec::properties_len(properties);
+    properties_codec::put_properties(out, properties, len)
+}
+
+/// Reads a property block written by [`put_message_properties`] from the front of `bytes`;
+/// returns the properties and what follows them.
+pub(crate) fn read_message_properties(
+    bytes: bytes::Bytes,
+    will: bool,
+) -> Result<(Properties, bytes::Bytes), DecodeError> {
+    let mut reader = reader::Reader::new(bytes);
+    let context = if will {
+        properties_codec::PropertyContext::Will
+    } else {
+        properties_codec::PropertyContext::Publish
+    };
+    let properties = properties_codec::decode_properties(&mut reader, context)?;
+    Ok((properties, reader.take_rest()))
+}

@@ -17,10 +17,12 @@ use serde::Deserialize;
 
 mod check;
 mod listener;
+mod persistence;
 mod print;
 mod protocol;
 pub use check::{check_config_file, CheckFailed};
 pub use listener::{ListenerConfig, ListenerProtocol, TlsFiles};
+pub use persistence::{Durability, Persistence, PERSISTED_BYTES_MAX_DEFAULT};
 pub use print::systemd_unit;
 pub use protocol::{ProtocolOptions, SharedStrategy};
 
@@ -207,6 +209,8 @@ pub struct Config {
     pub protocol: ProtocolOptions,
     /// Enhanced authentication (`[auth]`).
     pub auth: AuthConfig,
+    /// The write-ahead logs (`persistence_dir`, `durability`...).
+    pub persistence: Persistence,
 }
 
 /// Access control (`[auth]`): who may connect, what they may do, and the users for MQTT 5.0
@@ -312,6 +316,7 @@ impl Default for Config {
             limits: Limits::default(),
             protocol: ProtocolOptions::default(),
             auth: AuthConfig::default(),
+            persistence: Persistence::default(),
         }
     }
 }
@@ -329,6 +334,10 @@ struct FileConfig {
     log_level: Option<String>,
     sys_interval_s: Option<u32>,
     metrics_listen: Option<SocketAddr>,
+    persistence_dir: Option<PathBuf>,
+    durability: Option<Durability>,
+    fsync_interval_ms: Option<u32>,
+    persisted_bytes_max: Option<u64>,
     limits: Limits,
     protocol: ProtocolOptions,
     auth: AuthConfig,
@@ -367,6 +376,12 @@ pub struct Cli {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (`metrics_listen`).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep sessions and retained messages in write-ahead logs in DIR (`persistence_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub persistence_dir: Option<PathBuf>,
+    /// What an acknowledgement promises (`durability`): none, batch or sync.
+    #[arg(long, value_enum)]
+    pub durability: Option<Durability>,
     /// Check FILE and the password, ACL and certificate files it names, without starting;
     /// print what is wrong as `file:line` and exit non-zero if anything is.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
@@ -428,6 +443,12 @@ impl Config {
         if let Some(addr) = cli.metrics_listen {
             config.metrics_listen = Some(addr);
         }
+        if let Some(dir) = &cli.persistence_dir {
+            config.persistence.dir = Some(dir.clone());
+        }
+        if let Some(durability) = cli.durability {
+            config.persistence.durability = durability;
+        }
         config.validate()?;
         config.fit_mesh_rings();
         Ok(config)
@@ -486,6 +507,13 @@ impl Config {
         if let Some(addr) = file.metrics_listen {
             self.metrics_listen = Some(addr);
         }
+        let persistence = &mut self.persistence;
+        persistence.dir = file.persistence_dir.or(persistence.dir.take());
+        persistence.durability = file.durability.unwrap_or(persistence.durability);
+        persistence.fsync_interval_ms = file
+            .fsync_interval_ms
+            .unwrap_or(persistence.fsync_interval_ms);
+        persistence.bytes_max = file.persisted_bytes_max.unwrap_or(persistence.bytes_max);
         self.limits = file.limits;
         self.protocol = file.protocol;
         self.auth = file.auth;
@@ -515,6 +543,7 @@ impl Config {
             });
         }
         self.limits.validate()?;
+        self.persistence.validate()?;
         self.protocol.validate()
     }
 }

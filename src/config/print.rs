@@ -17,6 +17,11 @@ struct Printed<'a> {
     sys_interval_s: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persistence_dir: Option<String>,
+    durability: super::Durability,
+    fsync_interval_ms: u32,
+    persisted_bytes_max: u64,
     limits: &'a Limits,
     protocol: &'a ProtocolOptions,
     auth: AuthConfig,
@@ -48,6 +53,14 @@ impl Config {
             log_level: &self.log_level,
             sys_interval_s: self.sys_interval_s,
             metrics_listen: self.metrics_listen.map(|a| a.to_string()),
+            persistence_dir: self
+                .persistence
+                .dir
+                .as_ref()
+                .map(|d| d.display().to_string()),
+            durability: self.persistence.durability,
+            fsync_interval_ms: self.persistence.fsync_interval_ms,
+            persisted_bytes_max: self.persistence.bytes_max,
             limits: &self.limits,
             protocol: &self.protocol,
             auth,

@@ -25,6 +25,11 @@ pub struct Stats {
     pub publish_dropped: u64,
     /// Retained messages not stored because of `retained_messages_max`.
     pub retained_dropped: u64,
+    /// Writes or syncs of the log that failed (each is retried).
+    pub persist_write_errors: u64,
+    /// Persistent state refused at `persisted_bytes_max`: new persistent sessions (CONNACK
+    /// 0x97), and messages for offline sessions and new retained topics (dropped).
+    pub persist_full: u64,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     /// Frames that failed to decode.
@@ -90,6 +95,8 @@ impl Stats {
         self.publish_queued += other.publish_queued;
         self.publish_dropped += other.publish_dropped;
         self.retained_dropped += other.retained_dropped;
+        self.persist_write_errors += other.persist_write_errors;
+        self.persist_full += other.persist_full;
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
         self.malformed_packets += other.malformed_packets;

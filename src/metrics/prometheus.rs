@@ -234,8 +234,14 @@ pub fn render(reports: &[ShardReport]) -> String {
                 ("not_authorized", r.stats.acl_denied),
                 ("mesh_backpressure", r.stats.mesh_dropped_qos0),
                 ("retained_max", r.stats.retained_dropped),
+                ("persistence_full", r.stats.persist_full),
             ]
         }),
+    );
+    registry.register(
+        "persistence_write_errors",
+        "Log writes or syncs that failed (each is retried; see the broker's log)",
+        counter(r, |r| r.stats.persist_write_errors),
     );
     registry.register(
         "auth_failures",

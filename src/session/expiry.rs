@@ -11,10 +11,10 @@ use super::{Session, ValidWill};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Offline {
     /// `None`: kept until the client comes back (expiry `u32::MAX`).
-    expires_at: Option<Instant>,
+    pub(super) expires_at: Option<Instant>,
     /// A will waiting for its delay: published at this time unless the client reconnects
     /// first [MQTT-3.1.3-9], or when the session ends if that is sooner.
-    will: Option<(Instant, Box<ValidWill>)>,
+    pub(super) will: Option<(Instant, Box<ValidWill>)>,
 }
 
 /// What became of a session whose connection went away.

@@ -25,6 +25,7 @@ mod connect;
 mod deliver;
 mod expiry;
 mod flow;
+mod image;
 mod lazy;
 mod link;
 mod message;
@@ -54,6 +55,7 @@ pub use connect::{
 };
 pub use deliver::Delivery;
 pub use expiry::{Detached, Due};
+pub use image::{OfflineImage, OutboundImage, OutboundState, SessionImage};
 pub use link::Link;
 pub use message::Message;
 

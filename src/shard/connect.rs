@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use crate::codec::{
-    ByteStr, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
+    ByteStr, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, QoS,
     ReasonCode,
 };
 use crate::mesh::ShardId;
@@ -80,6 +80,14 @@ impl Shard {
         key: SessionKey,
         packet: Packet,
     ) {
+        // What may change the session's persistent state, and what in `sync` mode
+        // acknowledges something the log must hold first (PUBACK, PUBREC, SUBACK).
+        let (changes, acknowledges) = match &packet {
+            Packet::PingReq => (false, false),
+            Packet::Publish(p) => (p.qos != QoS::AtMostOnce, p.qos != QoS::AtMostOnce),
+            Packet::Subscribe(_) => (true, true),
+            _ => (true, false),
+        };
         let mut actions = std::mem::take(&mut self.actions);
         let conn = &mut self.conns[id.index as usize];
         let entry = &mut self.sessions[key.0 as usize];
@@ -125,6 +133,12 @@ impl Shard {
             }
         }
         self.actions = actions;
+        if changes {
+            self.log_session(key);
+            if acknowledges {
+                self.hold_until_durable(id);
+            }
+        }
         // Acknowledgements may have drained a congested queue.
         self.check_congestion_of(now, key);
         if let Err(violation) = result {
@@ -421,6 +435,7 @@ impl Shard {
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
         self.mark_dirty(id);
+        self.log_session(key);
         if session_present {
             self.shared_presence(key, true);
         }
@@ -441,6 +456,8 @@ impl Shard {
             session,
             conn: None,
             congested: false,
+            logged: false,
+            log_dirty: false,
         }) as u32);
         self.clients.insert(client_id, key);
         key
@@ -448,7 +465,7 @@ impl Shard {
 
     /// Takes in a session moved from another shard (offline): its subscriptions join this
     /// shard's trie and groups, and its deadlines this shard's timers.
-    fn adopt_session(&mut self, session: Session) -> SessionKey {
+    pub(super) fn adopt_session(&mut self, session: Session) -> SessionKey {
         let subscriptions: Vec<_> = session.subscriptions().cloned().collect();
         let deadline = session.next_deadline();
         let key = self.insert_session(session);
@@ -458,6 +475,7 @@ impl Shard {
         if let Some(at) = deadline {
             self.timers.insert((at, key));
         }
+        self.log_session(key);
         key
     }
 
@@ -516,6 +534,7 @@ impl Shard {
                 if let Some(at) = detached.deadline {
                     self.timers.insert((at, key));
                 }
+                self.log_session(key);
             }
         }
         self.mark_dirty(id);
@@ -565,6 +584,9 @@ impl Shard {
         }
         if self.clients.get(entry.session.client_id()) == Some(&key) {
             self.clients.remove(entry.session.client_id());
+        }
+        if entry.logged {
+            self.log_session_end(entry.session.client_id());
         }
         entry.session
     }

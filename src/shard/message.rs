@@ -75,6 +75,9 @@ pub enum ShardMessage {
     /// Stop reading from this connection of the receiver's: it publishes into a congested
     /// session on the sender.
     Throttle { conn: ConnectionId },
+    /// `sync` durability: the sender's log is synced past the `through`-th publish the
+    /// receiver sent it, so acknowledgements waiting on those may go.
+    Durable { through: u64 },
     /// Lift every throttle the sender asked for: its congested sessions have drained. The
     /// opposite of `Throttle`; nothing to do with sessions.
     Unthrottle,

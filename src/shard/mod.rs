@@ -43,6 +43,7 @@ mod listener;
 mod log;
 mod message;
 mod peer;
+mod persist;
 mod retain;
 mod route;
 mod shared;
@@ -218,6 +219,10 @@ struct SessionEntry {
     /// In `FlowControl::congested` (`flow.rs`): checked on every delivery and every packet,
     /// where a field read is cheaper than a hash lookup. The set stays the record.
     congested: bool,
+    /// The log holds an image of this session (so its end must be logged too).
+    logged: bool,
+    /// Listed for an image at the next commit (`persist.rs`).
+    log_dirty: bool,
 }
 
 /// One shard's broker state.
@@ -281,6 +286,8 @@ pub struct Shard {
     mesh: Endpoint<ShardMessage>,
     peers: peer::Peers,
     flow: flow::FlowControl,
+    /// The write-ahead log, when `persistence_dir` is set (`persist.rs`).
+    persist: Option<Box<persist::ShardPersist>>,
 }
 
 impl Shard {
@@ -334,6 +341,7 @@ impl Shard {
             mesh,
             peers: peer::Peers::new(shards),
             flow: flow::FlowControl::new(shards),
+            persist: None,
         };
         shard.init_peers();
         shard
@@ -551,8 +559,11 @@ impl Shard {
             if due.expired {
                 self.stats.sessions_expired += 1;
                 self.discard_session(now, key);
-            } else if let Some(next) = next {
-                self.timers.insert((next, key));
+            } else {
+                if let Some(next) = next {
+                    self.timers.insert((next, key));
+                }
+                self.log_session(key);
             }
         }
     }
@@ -628,6 +639,10 @@ impl Shard {
         if conn.out.is_empty() || (conn.hold_until > acked && !closing) {
             return (None, closing);
         }
+        if !closing && self.held_for_durability(id) {
+            return (None, false);
+        }
+        let conn = &mut self.conns[id.index as usize];
         if conn.out.bytes.len() >= out_max {
             // Its reads were paused for this (`process_input`); the output is now the writer's,
             // so let the client be read again, buffered input first.

@@ -9,7 +9,6 @@
 //! `Evict` will find no session, which is the same outcome).
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use ahash::AHashMap;
@@ -93,10 +92,13 @@ impl Peers {
 
     /// The home of a client id: the same on every shard and across restarts, so SipHash with
     /// its fixed default keys rather than a randomly seeded hasher.
+    /// Records that this shard, the client id's home, holds its session (a restored one).
+    pub(super) fn home_holds(&mut self, client_id: ByteStr, holder: ShardId) {
+        self.homes.entry(client_id).or_default().holder = Some(holder);
+    }
+
     pub(super) fn home_of(&self, client_id: &ByteStr) -> ShardId {
-        let mut hasher = std::hash::DefaultHasher::new();
-        client_id.as_str().hash(&mut hasher);
-        ShardId((hasher.finish() % self.shards as u64) as u16)
+        ShardId(crate::persist::home_of(client_id.as_str(), self.shards) as u16)
     }
 
     pub(super) fn interest_seq(&self) -> u64 {
@@ -217,7 +219,11 @@ impl Shard {
                 deliver,
                 origin,
                 stamp,
-            } => self.on_remote_publish(now, from, message, deliver, origin, stamp),
+            } => {
+                self.note_received(from);
+                self.on_remote_publish(now, from, message, deliver, origin, stamp)
+            }
+            ShardMessage::Durable { through } => self.on_durable(from, through),
             ShardMessage::Throttle { conn } => self.apply_throttle(from, conn),
             ShardMessage::Unthrottle => self.unthrottle_from(from),
             ShardMessage::Interest { filter, add, seq } => {

@@ -72,6 +72,7 @@ impl Shard {
                 self.retained_bytes -= old.payload.len() as u64;
             }
             self.bury(now, message.topic.as_byte_str().clone(), stamp);
+            self.log_retained(message);
         } else if held.is_some()
             || super::route::is_broker_topic(topic)
             || self.retained.len() < self.limits.retained_messages_max as usize
@@ -84,6 +85,7 @@ impl Shard {
             {
                 self.retained_bytes -= old.payload.len() as u64;
             }
+            self.log_retained(message);
         } else {
             self.stats.retained_dropped += 1;
             if let Some(suppressed) = self.log.allow(LogKind::RetainedDropped, now) {

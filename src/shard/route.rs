@@ -102,6 +102,7 @@ impl Shard {
                     stamp,
                 },
             );
+            self.note_forwarded(to);
         }
         matched
     }
@@ -159,6 +160,7 @@ impl Shard {
         }
         self.before_delivery(key);
         let queue_max = self.flow.queue_max(&self.limits);
+        let stored = envelope.qos != crate::codec::QoS::AtMostOnce;
         let entry = &mut self.sessions[key.0 as usize];
         let conn_id = entry.conn;
         let out = conn_id
@@ -173,10 +175,14 @@ impl Shard {
                 if let Some(id) = conn_id {
                     self.mark_dirty(id);
                 }
+                if stored {
+                    self.log_session(key);
+                }
             }
             Delivery::Queued => {
                 self.stats.publish_queued += 1;
                 self.note_queued(now, key);
+                self.log_session(key);
             }
             Delivery::DroppedQueueFull => {
                 self.stats.publish_dropped += 1;

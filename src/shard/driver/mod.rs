@@ -190,6 +190,8 @@ pub struct Driver<S> {
     /// long such reads waited for their flush (`ShardReport::latency`).
     oldest_publish_read: Cell<Option<Instant>>,
     latency: RefCell<LatencyHistogram>,
+    /// Rung when an acknowledgement waits for the log (`sync` durability, `wal.rs`).
+    wal_kick: Notify,
 }
 
 impl<S: Stream> Driver<S> {
@@ -213,6 +215,7 @@ impl<S: Stream> Driver<S> {
             report: RefCell::new(None),
             oldest_publish_read: Cell::new(None),
             latency: RefCell::new(LatencyHistogram::default()),
+            wal_kick: Notify::new(),
         })
     }
 
@@ -339,6 +342,7 @@ impl<S: Stream> Driver<S> {
         {
             self.oldest_publish_read.set(Some(now));
         }
+        self.kick_wal();
         self.wake_released();
         self.flush.notify_one();
     }
@@ -416,6 +420,7 @@ impl<S: Stream> Driver<S> {
                 let taken = shard.handle_mesh(Instant::now());
                 (taken, shard.flush_mesh())
             };
+            self.kick_wal();
             self.update_read_gate(backlog);
             self.wake_released();
             self.flush.notify_one();
@@ -557,6 +562,7 @@ impl<S: Stream> Driver<S> {
 pub mod epoll;
 mod transport;
 pub mod uring;
+pub mod wal;
 
 pub use transport::ListenerRuntime;
 

@@ -1,0 +1,432 @@
+//! What the shard writes to its log and when (`crate::persist` has the log itself).
+//!
+//! - A persistent session whose state may have changed is marked dirty; at the next commit
+//!   its whole image is written once, however many packets changed it. A session that ends,
+//!   stops being persistent or leaves for another shard gets a `SessionEnd` at once.
+//! - A retained update is logged by the shard its topic hashes to, so each is written once
+//!   although every shard keeps a copy.
+//! - `sync` mode: a connection that sent a QoS 1/2 PUBLISH or a SUBSCRIBE has its output
+//!   (the PUBACK, PUBREC or SUBACK, and what follows) held until the commit that covers it is
+//!   on disk here and on every shard it forwarded publishes to. Each shard confirms what it
+//!   received from a peer with [`ShardMessage::Durable`] once its own commit is synced.
+//! - Compaction writes every live session and owned retained topic again, [`COMPACT_STEP`]
+//!   per commit, then the old segments go (`persist::wal`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::AHashMap;
+
+use crate::config::Durability;
+use crate::mesh::ShardId;
+use crate::persist::wal::COMPACT_STEP;
+use crate::persist::{Record, ShardStart, Wal, WalWrite};
+use crate::session::{Message, Session};
+use crate::topic::RetainStamp;
+
+use super::{ConnectionId, SessionKey, Shard, ShardMessage};
+
+/// Slots of the session slab a compaction step may look at, per session it writes: bounds a
+/// step over a sparse slab.
+const COMPACT_SCAN_FACTOR: usize = 16;
+
+/// A commit that is written but not yet durable everywhere it must be.
+#[derive(Debug)]
+struct Commit {
+    epoch: u64,
+    /// Logical log position the commit ended at.
+    end: u64,
+    /// Publishes forwarded to each peer by then; each must confirm as many.
+    forwarded: Vec<u64>,
+}
+
+/// A compaction's progress through the live state.
+#[derive(Debug)]
+struct Cursor {
+    next_slot: usize,
+    retained: Vec<Arc<Message>>,
+}
+
+/// One shard's persistence state.
+#[derive(Debug)]
+pub(super) struct ShardPersist {
+    wal: Wal,
+    mode: Durability,
+    /// Sessions to image at the next commit (`SessionEntry::log_dirty` avoids repeats).
+    dirty: Vec<SessionKey>,
+    /// The epoch the next commit closes; holds taken now wait for it.
+    epoch: u64,
+    /// The last epoch durable everywhere.
+    durable_epoch: u64,
+    commits: VecDeque<Commit>,
+    /// `sync`: connections whose output waits, with the epoch it waits for.
+    held: AHashMap<ConnectionId, u64>,
+    /// Publishes sent to / received from each peer, and what each confirmed / we confirmed.
+    forwarded: Vec<u64>,
+    peer_durable: Vec<u64>,
+    received: Vec<u64>,
+    confirmed: Vec<u64>,
+    /// Confirmations to send once the log is synced past a position.
+    reports: VecDeque<(u64, Vec<u64>)>,
+    /// `sync`: the open epoch has holds, or publishes from peers wait for confirmation.
+    waiting: bool,
+    cursor: Option<Cursor>,
+    /// Failed writes since the last success, for a rate-limited error.
+    failures: u64,
+}
+
+impl ShardPersist {
+    pub(super) fn new(wal: Wal, mode: Durability, shards: usize) -> ShardPersist {
+        ShardPersist {
+            wal,
+            mode,
+            dirty: Vec::new(),
+            epoch: 1,
+            durable_epoch: 0,
+            commits: VecDeque::new(),
+            held: AHashMap::new(),
+            forwarded: vec![0; shards],
+            peer_durable: vec![0; shards],
+            received: vec![0; shards],
+            confirmed: vec![0; shards],
+            reports: VecDeque::new(),
+            waiting: false,
+            cursor: None,
+            failures: 0,
+        }
+    }
+}
+
+impl Shard {
+    /// Turns persistence on: restores the sessions and retained messages recovery gave this
+    /// shard, and logs from then on into `start.wal`.
+    pub fn with_persistence(
+        mut self,
+        now: Instant,
+        start: ShardStart,
+        retained: &[Arc<Message>],
+        mode: Durability,
+    ) -> Shard {
+        let shards = self.peers.shard_count();
+        for image in start.sessions {
+            let session = Session::from_image(image, now);
+            let client_id = session.client_id().clone();
+            let key = self.adopt_session(session);
+            self.sessions[key.0 as usize].logged = true;
+            if self.peers.home_of(&client_id) == self.id {
+                self.peers.home_holds(client_id, self.id);
+            }
+        }
+        for message in retained {
+            let stamp = RetainStamp { clock: 0, shard: 0 };
+            self.store_retained(now, message, stamp);
+        }
+        self.persist = Some(Box::new(ShardPersist::new(start.wal, mode, shards)));
+        self
+    }
+
+    /// True when this shard writes a log.
+    pub fn persists(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Marks a session's image for the next commit, if it outlives its connection or was
+    /// logged before (its end must be logged).
+    pub(super) fn log_session(&mut self, key: SessionKey) {
+        let Some(persist) = self.persist.as_mut() else {
+            return;
+        };
+        let Some(entry) = self.sessions.get_mut(key.0 as usize) else {
+            return;
+        };
+        if !entry.log_dirty && (entry.logged || entry.session.is_persistent()) {
+            entry.log_dirty = true;
+            persist.dirty.push(key);
+        }
+    }
+
+    /// A logged session left this shard (ended or moved): log that now.
+    pub(super) fn log_session_end(&mut self, client_id: &crate::codec::ByteStr) {
+        if let Some(persist) = self.persist.as_mut() {
+            let stamp = persist.wal.next_stamp();
+            persist.wal.append(&Record::SessionEnd {
+                stamp,
+                client_id: client_id.clone(),
+            });
+        }
+    }
+
+    /// Logs a retained update applied here, if this shard is its topic's home.
+    pub(super) fn log_retained(&mut self, message: &Arc<Message>) {
+        let shards = self.peers.shard_count();
+        let Some(persist) = self.persist.as_mut() else {
+            return;
+        };
+        if crate::persist::home_of(message.topic.as_str(), shards) != self.id.index()
+            || super::route::is_broker_topic(message.topic.as_str())
+        {
+            return;
+        }
+        let stamp = persist.wal.next_stamp();
+        persist.wal.append(&Record::Retain {
+            stamp,
+            message: message.clone(),
+        });
+    }
+
+    /// `sync` mode: holds connection `id`'s output until the next commit is durable.
+    pub(super) fn hold_until_durable(&mut self, id: ConnectionId) {
+        if let Some(persist) = self.persist.as_mut() {
+            if persist.mode == Durability::Sync {
+                persist.held.insert(id, persist.epoch);
+                persist.waiting = true;
+            }
+        }
+    }
+
+    /// Whether connection `id`'s output waits for the log.
+    pub(super) fn held_for_durability(&self, id: ConnectionId) -> bool {
+        self.persist
+            .as_ref()
+            .is_some_and(|p| !p.held.is_empty() && p.held.contains_key(&id))
+    }
+
+    /// A publish went to peer `to`; in `sync` mode, acknowledgements wait for its
+    /// confirmation.
+    pub(super) fn note_forwarded(&mut self, to: ShardId) {
+        if let Some(persist) = self.persist.as_mut().filter(|p| p.mode == Durability::Sync) {
+            persist.forwarded[to.index()] += 1;
+        }
+    }
+
+    /// A publish came from peer `from`; it is confirmed once this shard's log is synced.
+    pub(super) fn note_received(&mut self, from: ShardId) {
+        if let Some(persist) = self.persist.as_mut().filter(|p| p.mode == Durability::Sync) {
+            persist.received[from.index()] += 1;
+            persist.waiting = true;
+        }
+    }
+
+    /// Peer `from` has on disk every publish we sent it, up to the `through`-th.
+    pub(super) fn on_durable(&mut self, from: ShardId, through: u64) {
+        if let Some(persist) = self.persist.as_mut() {
+            let held = &mut persist.peer_durable[from.index()];
+            *held = (*held).max(through);
+        }
+        self.advance_durable();
+    }
+
+    /// Whether the driver should commit now rather than wait: in `sync` mode, an
+    /// acknowledgement or a peer waits for it.
+    pub fn wal_wants_commit(&self) -> bool {
+        self.persist
+            .as_ref()
+            .is_some_and(|p| p.mode == Durability::Sync && p.waiting)
+    }
+
+    /// Closes the current epoch: writes the image of every dirty session, a compaction step
+    /// if one is due, and notes what the epoch's holds wait for.
+    pub fn wal_commit(&mut self, _now: Instant) {
+        let Some(mut persist) = self.persist.take() else {
+            return;
+        };
+        for key in std::mem::take(&mut persist.dirty) {
+            let Some(entry) = self.sessions.get_mut(key.0 as usize) else {
+                continue;
+            };
+            entry.log_dirty = false;
+            if entry.session.is_persistent() {
+                entry.logged = true;
+                let stamp = persist.wal.next_stamp();
+                let image = Box::new(entry.session.image());
+                persist.wal.append(&Record::Session { stamp, image });
+            } else if entry.logged {
+                entry.logged = false;
+                let stamp = persist.wal.next_stamp();
+                let client_id = entry.session.client_id().clone();
+                persist.wal.append(&Record::SessionEnd { stamp, client_id });
+            }
+        }
+        self.compaction_step(&mut persist);
+        let end = persist.wal.appended();
+        if persist.mode == Durability::Sync {
+            persist.commits.push_back(Commit {
+                epoch: persist.epoch,
+                end,
+                forwarded: persist.forwarded.clone(),
+            });
+            persist.waiting = false;
+        }
+        persist.epoch += 1;
+        if persist.received != persist.confirmed
+            && persist
+                .reports
+                .back()
+                .is_none_or(|(_, r)| *r != persist.received)
+        {
+            persist.reports.push_back((end, persist.received.clone()));
+        }
+        self.persist = Some(persist);
+        self.advance_durable();
+    }
+
+    /// The next write for the driver.
+    pub fn wal_take_write(&mut self) -> Option<WalWrite> {
+        self.persist.as_mut()?.wal.take_write()
+    }
+
+    /// The driver wrote and synced up to logical position `end`.
+    pub fn wal_synced(&mut self, end: u64) {
+        if let Some(persist) = self.persist.as_mut() {
+            persist.wal.synced(end);
+            if persist.failures > 0 {
+                tracing::info!(failures = persist.failures, "log writes work again");
+                persist.failures = 0;
+            }
+        }
+        self.advance_durable();
+    }
+
+    /// The driver could not write or sync `write`: it is kept, to be tried again, and what
+    /// it covers stays unacknowledged (`sync`) meanwhile.
+    pub fn wal_write_failed(&mut self, write: WalWrite, error: &std::io::Error) {
+        let Some(persist) = self.persist.as_mut() else {
+            return;
+        };
+        persist.failures += 1;
+        if persist.failures.is_power_of_two() {
+            tracing::error!(segment = %write.path.display(), %error, failures = persist.failures,
+                "cannot write the log; retrying (sessions and messages since are not on disk)");
+        }
+        self.stats.persist_write_errors += 1;
+        persist.wal.retry(write);
+    }
+
+    /// Segments compaction made obsolete, for the driver to delete.
+    pub fn wal_take_obsolete(&mut self) -> Vec<std::path::PathBuf> {
+        self.persist
+            .as_mut()
+            .map(|p| p.wal.take_obsolete())
+            .unwrap_or_default()
+    }
+
+    /// Releases holds whose commit is durable everywhere, and confirms to peers what this
+    /// shard has synced.
+    fn advance_durable(&mut self) {
+        let Some(persist) = self.persist.as_mut() else {
+            return;
+        };
+        let synced = persist.wal.synced_to();
+        while let Some(commit) = persist.commits.front() {
+            let peers_done = commit
+                .forwarded
+                .iter()
+                .zip(&persist.peer_durable)
+                .all(|(sent, done)| done >= sent);
+            if commit.end > synced || !peers_done {
+                break;
+            }
+            persist.durable_epoch = commit.epoch;
+            persist.commits.pop_front();
+        }
+        let mut reports = Vec::new();
+        while let Some((end, received)) = persist.reports.front() {
+            if *end > synced {
+                break;
+            }
+            for (peer, (&through, confirmed)) in received
+                .iter()
+                .zip(persist.confirmed.iter_mut())
+                .enumerate()
+            {
+                if through > *confirmed {
+                    *confirmed = through;
+                    reports.push((ShardId(peer as u16), through));
+                }
+            }
+            persist.reports.pop_front();
+        }
+        let durable = persist.durable_epoch;
+        let mut released = Vec::new();
+        if !persist.held.is_empty() {
+            persist.held.retain(|id, epoch| {
+                let waits = *epoch > durable;
+                if !waits {
+                    released.push(*id);
+                }
+                waits
+            });
+        }
+        for (to, through) in reports {
+            self.mesh.send(to, ShardMessage::Durable { through });
+        }
+        for id in released {
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Starts a compaction when the log has outgrown live state, and writes the next step of
+    /// one in progress.
+    fn compaction_step(&mut self, persist: &mut ShardPersist) {
+        if persist.cursor.is_none() {
+            if !persist.wal.should_compact() {
+                return;
+            }
+            persist.wal.start_compaction();
+            let shards = self.peers.shard_count();
+            let me = self.id.index();
+            let mut retained = Vec::new();
+            self.retained.for_each(|topic, (_, message)| {
+                let topic = topic.as_str();
+                if crate::persist::home_of(topic, shards) == me
+                    && !super::route::is_broker_topic(topic)
+                {
+                    retained.push(message.clone());
+                }
+            });
+            persist.cursor = Some(Cursor {
+                next_slot: 0,
+                retained,
+            });
+        }
+        let cursor = persist.cursor.as_mut().expect("set above");
+        let mut written = 0;
+        let scan_end = cursor
+            .next_slot
+            .saturating_add(COMPACT_STEP * COMPACT_SCAN_FACTOR)
+            .min(self.sessions.capacity());
+        while cursor.next_slot < scan_end && written < COMPACT_STEP {
+            if let Some(entry) = self.sessions.get_mut(cursor.next_slot) {
+                if entry.session.is_persistent() {
+                    entry.logged = true;
+                    let stamp = persist.wal.next_stamp();
+                    let image = Box::new(entry.session.image());
+                    persist.wal.append(&Record::Session { stamp, image });
+                    written += 1;
+                }
+            }
+            cursor.next_slot += 1;
+        }
+        if cursor.next_slot < self.sessions.capacity() {
+            return;
+        }
+        let from = cursor.retained.len().saturating_sub(COMPACT_STEP - written);
+        for message in cursor.retained.drain(from..) {
+            // Only if still current: a delete or replacement since the cursor was made is
+            // already logged, with an earlier stamp than this would get.
+            let current = self
+                .retained
+                .get(message.topic.as_str())
+                .is_some_and(|(_, held)| Arc::ptr_eq(held, &message));
+            if current {
+                let stamp = persist.wal.next_stamp();
+                persist.wal.append(&Record::Retain { stamp, message });
+            }
+        }
+        if cursor.retained.is_empty() {
+            persist.cursor = None;
+            persist.wal.snapshot_written();
+        }
+    }
+}
