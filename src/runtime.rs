@@ -592,7 +592,7 @@ fn run_shard(start: ShardStart, stop: watch::Receiver<bool>, ready: std::sync::m
     let persistence = config.persistence.clone();
     let shard = match log {
         Some((start, retained)) => {
-            shard.with_persistence(Instant::now(), start, &retained, persistence.durability)
+            shard.with_persistence(Instant::now(), start, &retained, &persistence)
         }
         None => shard,
     };

@@ -18,6 +18,8 @@
 
 pub mod record;
 pub mod recover;
+#[cfg(test)]
+mod tests;
 pub mod wal;
 
 use std::fs::OpenOptions;
@@ -48,7 +50,7 @@ pub fn open_segment(write: &WalWrite) -> io::Result<std::fs::File> {
         .open(&write.path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", write.path.display())))?;
     if write.create {
-        preallocate(&file, SEGMENT_BYTES)?;
+        preallocate(&file, write.preallocate)?;
     }
     Ok(file)
 }

@@ -297,3 +297,17 @@ impl Recovered {
         Ok((starts, self.retained))
     }
 }
+
+/// Bytes of whole frames at the start of the segment at `path` (0 if it cannot be read):
+/// what was written, not what was preallocated.
+pub fn written_bytes(path: &Path) -> u64 {
+    let Ok(data) = std::fs::read(path) else {
+        return 0;
+    };
+    let data = Bytes::from(data);
+    let mut at = 0;
+    while let Frame::Record(_, size) = next_frame(&data.slice(at..)) {
+        at += size;
+    }
+    at as u64
+}

@@ -55,6 +55,8 @@ pub fn parse_segment_name(name: &str) -> Option<(u16, u64)> {
 pub struct WalWrite {
     pub path: PathBuf,
     pub create: bool,
+    /// Bytes to preallocate a created segment to.
+    pub preallocate: u64,
     pub offset: u64,
     pub bytes: Vec<u8>,
     pub end: u64,
@@ -107,6 +109,9 @@ pub struct Wal {
     snapshot_bytes: u64,
     /// Segments compacted away, for the driver to delete.
     obsolete: Vec<PathBuf>,
+    /// [`SEGMENT_BYTES`] and [`COMPACT_MIN_BYTES`], smaller in tests.
+    segment_bytes: u64,
+    compact_min_bytes: u64,
 }
 
 impl Wal {
@@ -130,7 +135,16 @@ impl Wal {
             compaction: None,
             snapshot_bytes: 1,
             obsolete: Vec::new(),
+            segment_bytes: SEGMENT_BYTES,
+            compact_min_bytes: COMPACT_MIN_BYTES,
         }
+    }
+
+    /// Smaller segments and compaction threshold, so that tests roll and compact quickly.
+    pub fn with_sizes(mut self, segment_bytes: u64, compact_min_bytes: u64) -> Wal {
+        self.segment_bytes = segment_bytes;
+        self.compact_min_bytes = compact_min_bytes;
+        self
     }
 
     /// A stamp for a record: wall-clock nanoseconds, and strictly after the previous one.
@@ -206,7 +220,9 @@ impl Wal {
         };
         put_record(&mut self.buf, record, &clock, &mut id_of);
         let len = (self.buf.len() - before) as u64;
-        if self.offset + (before as u64) + len > SEGMENT_BYTES && self.offset + before as u64 > 0 {
+        if self.offset + (before as u64) + len > self.segment_bytes
+            && self.offset + before as u64 > 0
+        {
             // Does not fit this segment: seal what came before and start the next one.
             let record_bytes = self.buf.split_off(before);
             self.seal();
@@ -227,6 +243,7 @@ impl Wal {
         let write = WalWrite {
             path: self.dir.join(segment_name(self.shard, current.seq)),
             create: !self.created,
+            preallocate: self.segment_bytes,
             offset: self.offset,
             end: 0, // set in `take_write`
             bytes,
@@ -290,11 +307,14 @@ impl Wal {
         std::mem::take(&mut self.obsolete)
     }
 
-    /// True when the log has grown enough past live state to be compacted.
-    pub fn should_compact(&self) -> bool {
+    /// True when the log has grown enough past live state to be compacted, or past half of
+    /// `budget` (this shard's share of `persisted_bytes_max`), so that compaction reclaims
+    /// what it can before new state is refused.
+    pub fn should_compact(&self, budget: u64) -> bool {
+        let bytes = self.disk_bytes();
         self.compaction.is_none()
-            && self.disk_bytes() >= COMPACT_MIN_BYTES
-            && self.disk_bytes() >= COMPACT_RATIO * self.snapshot_bytes
+            && ((bytes >= self.compact_min_bytes && bytes >= COMPACT_RATIO * self.snapshot_bytes)
+                || (bytes >= budget / 2 && bytes >= 2 * self.snapshot_bytes))
     }
 
     /// Starts a compaction: a new segment, and every body written again on first use in it.

@@ -84,7 +84,8 @@ impl Shard {
         // acknowledges something the log must hold first (PUBACK, PUBREC, SUBACK).
         let (changes, acknowledges) = match &packet {
             Packet::PingReq => (false, false),
-            Packet::Publish(p) => (p.qos != QoS::AtMostOnce, p.qos != QoS::AtMostOnce),
+            // Only QoS 2 leaves state in the publisher's session (its packet id until PUBREL).
+            Packet::Publish(p) => (p.qos == QoS::ExactlyOnce, p.qos != QoS::AtMostOnce),
             Packet::Subscribe(_) => (true, true),
             _ => (true, false),
         };
@@ -113,7 +114,13 @@ impl Shard {
             match action {
                 Action::Publish(message, reply) => {
                     if !self.may_publish(now, key, message.topic.as_str()) {
-                        self.publish_refused(id, key, reply);
+                        self.publish_refused(id, key, reply, ReasonCode::NOT_AUTHORIZED);
+                        continue;
+                    }
+                    if message.retain && !message.payload.is_empty() && self.persistence_full() {
+                        // A retained message is persistent state: refused, not half-stored.
+                        self.stats.persist_full += 1;
+                        self.publish_refused(id, key, reply, ReasonCode::QUOTA_EXCEEDED);
                         continue;
                     }
                     let matched = self.publish(now, Some(key), message);
@@ -135,9 +142,9 @@ impl Shard {
         self.actions = actions;
         if changes {
             self.log_session(key);
-            if acknowledges {
-                self.hold_until_durable(id);
-            }
+        }
+        if acknowledges {
+            self.hold_until_durable(id);
         }
         // Acknowledgements may have drained a congested queue.
         self.check_congestion_of(now, key);
@@ -156,10 +163,16 @@ impl Shard {
         }
     }
 
-    /// A PUBLISH the ACL does not let this client write: 5.0 gets PUBACK/PUBREC 0x87; 3.x has
-    /// no way to say no, so it is acknowledged and dropped, as mosquitto does. QoS 0 is
-    /// dropped either way. Counted in `acl_denied` (by `may_publish`).
-    fn publish_refused(&mut self, id: ConnectionId, key: SessionKey, reply: Option<Reply>) {
+    /// A PUBLISH the broker will not take (the ACL: 0x87; `persisted_bytes_max`: 0x97): 5.0
+    /// gets PUBACK/PUBREC with `code`; 3.x has no way to say no, so it is acknowledged and
+    /// dropped, as mosquitto does. QoS 0 is dropped either way. Counted by the caller.
+    fn publish_refused(
+        &mut self,
+        id: ConnectionId,
+        key: SessionKey,
+        reply: Option<Reply>,
+        code: ReasonCode,
+    ) {
         let Some(reply) = reply else { return };
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -172,7 +185,7 @@ impl Shard {
                     .session
                     .forget_inbound_qos2(packet_id);
             }
-            reply.with_code(ReasonCode::NOT_AUTHORIZED)
+            reply.with_code(code)
         } else {
             reply.packet(true)
         };
@@ -249,6 +262,17 @@ impl Shard {
                 code: Some(ReasonCode::QUOTA_EXCEEDED),
                 version: params.version,
                 why: "sessions_max reached",
+            };
+            return self.refuse(now, id, refused);
+        }
+        if !local && params.session_expiry_s > 0 && self.persistence_full() {
+            // New persistent state while the log is at `persisted_bytes_max` (or cannot be
+            // written). A session this shard already holds may still resume.
+            self.stats.persist_full += 1;
+            let refused = ConnectRefused {
+                code: Some(ReasonCode::QUOTA_EXCEEDED),
+                version: params.version,
+                why: "persisted_bytes_max reached",
             };
             return self.refuse(now, id, refused);
         }

@@ -59,6 +59,8 @@ mod tests_limits;
 #[cfg(test)]
 mod tests_mesh;
 #[cfg(test)]
+mod tests_persist;
+#[cfg(test)]
 mod tests_v5;
 pub mod verifier;
 

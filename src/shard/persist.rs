@@ -74,10 +74,14 @@ pub(super) struct ShardPersist {
     cursor: Option<Cursor>,
     /// Failed writes since the last success, for a rate-limited error.
     failures: u64,
+    /// This shard's share of `persisted_bytes_max`.
+    bytes_max: u64,
+    /// Over `bytes_max`, or the last write failed: new persistent state is refused.
+    full: bool,
 }
 
 impl ShardPersist {
-    pub(super) fn new(wal: Wal, mode: Durability, shards: usize) -> ShardPersist {
+    pub(super) fn new(wal: Wal, mode: Durability, shards: usize, bytes_max: u64) -> ShardPersist {
         ShardPersist {
             wal,
             mode,
@@ -94,11 +98,31 @@ impl ShardPersist {
             waiting: false,
             cursor: None,
             failures: 0,
+            bytes_max: bytes_max.div_ceil(shards.max(1) as u64),
+            full: false,
         }
     }
 }
 
+impl ShardPersist {
+    /// Bytes the log holds count against the share: what compaction cannot reclaim is live
+    /// state. A failed write also counts as full, until one succeeds.
+    fn update_full(&mut self) {
+        let full = self.failures > 0 || self.wal.disk_bytes() >= self.bytes_max;
+        if full && !self.full {
+            tracing::warn!(bytes = self.wal.disk_bytes(), share = self.bytes_max, failures = self.failures,
+                "persistence full: refusing new persistent sessions, retained messages and messages for offline sessions");
+        }
+        self.full = full;
+    }
+}
+
 impl Shard {
+    /// True while new persistent state is refused (`persisted_bytes_max`, write failures).
+    pub(super) fn persistence_full(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.full)
+    }
+
     /// Turns persistence on: restores the sessions and retained messages recovery gave this
     /// shard, and logs from then on into `start.wal`.
     pub fn with_persistence(
@@ -106,7 +130,7 @@ impl Shard {
         now: Instant,
         start: ShardStart,
         retained: &[Arc<Message>],
-        mode: Durability,
+        persistence: &crate::config::Persistence,
     ) -> Shard {
         let shards = self.peers.shard_count();
         for image in start.sessions {
@@ -122,7 +146,14 @@ impl Shard {
             let stamp = RetainStamp { clock: 0, shard: 0 };
             self.store_retained(now, message, stamp);
         }
-        self.persist = Some(Box::new(ShardPersist::new(start.wal, mode, shards)));
+        let mut persist = ShardPersist::new(
+            start.wal,
+            persistence.durability,
+            shards,
+            persistence.bytes_max,
+        );
+        persist.update_full();
+        self.persist = Some(Box::new(persist));
         self
     }
 
@@ -284,6 +315,7 @@ impl Shard {
                 tracing::info!(failures = persist.failures, "log writes work again");
                 persist.failures = 0;
             }
+            persist.update_full();
         }
         self.advance_durable();
     }
@@ -301,6 +333,7 @@ impl Shard {
         }
         self.stats.persist_write_errors += 1;
         persist.wal.retry(write);
+        persist.update_full();
     }
 
     /// Segments compaction made obsolete, for the driver to delete.
@@ -370,7 +403,7 @@ impl Shard {
     /// one in progress.
     fn compaction_step(&mut self, persist: &mut ShardPersist) {
         if persist.cursor.is_none() {
-            if !persist.wal.should_compact() {
+            if !persist.wal.should_compact(persist.bytes_max) {
                 return;
             }
             persist.wal.start_compaction();

@@ -162,6 +162,13 @@ impl Shard {
         let queue_max = self.flow.queue_max(&self.limits);
         let stored = envelope.qos != crate::codec::QoS::AtMostOnce;
         let entry = &mut self.sessions[key.0 as usize];
+        if stored && entry.conn.is_none() && self.persistence_full() {
+            // Queued for an offline session, it would be new persistent state.
+            self.stats.publish_dropped += 1;
+            self.stats.persist_full += 1;
+            return;
+        }
+        let entry = &mut self.sessions[key.0 as usize];
         let conn_id = entry.conn;
         let out = conn_id
             .and_then(|id| self.conns.get_mut(id.index as usize))
