@@ -663,14 +663,14 @@ async fn serve<S: crate::shard::driver::Stream, F: SegmentFile>(
     tokio::task::spawn_local(driver.clone().ticker());
     tokio::task::spawn_local(driver.clone().mesh_pump());
     let persistence = services.persistence;
-    if driver.shard.borrow().persists() {
+    let wal_writer = driver.shard.borrow().persists().then(|| {
         let interval = Duration::from_millis(persistence.fsync_interval_ms.into());
         tokio::task::spawn_local(
             driver
                 .clone()
                 .wal_writer::<F>(persistence.durability, interval),
-        );
-    }
+        )
+    });
     let _ = ready.send(());
     driver.clone().wait_for_stop(stop).await;
     // An accept has no buffer for the kernel to own, so aborting it is safe.
@@ -678,12 +678,9 @@ async fn serve<S: crate::shard::driver::Stream, F: SegmentFile>(
         accept.abort();
     }
     driver.clone().shut_down().await;
-    if driver.shard.borrow().persists() {
-        // What the shutdown changed (sessions gone offline, wills sent) goes to disk too.
-        let mut file = None;
-        while !driver.commit_and_write::<F>(&mut file).await {
-            tracing::error!("cannot write the log at shutdown; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+    if let Some(writer) = wal_writer {
+        // The writer finishes any write in flight, then commits what the shutdown changed.
+        driver.stop_wal();
+        let _ = writer.await;
     }
 }

@@ -306,6 +306,11 @@ pub struct PubsubArgs {
     /// that has had no publishes for one interval. 0 turns the check off.
     #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
     pub sys_check_wait: f64,
+    /// Persistent sessions (5.0 only): every CONNECT asks for this Session Expiry Interval,
+    /// so a broker with durability logs each subscriber's queue and inflight window; each
+    /// DISCONNECT sets it to 0, so no session outlives the run.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub session_expiry: u32,
 }
 
 #[derive(Debug, Clone, Args)]

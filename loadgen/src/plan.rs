@@ -26,6 +26,10 @@ pub struct Settings {
     pub keep_alive_s: u16,
     /// Credentials every CONNECT carries, if any.
     pub login: Option<Login>,
+    /// 5.0 Session Expiry Interval in CONNECT (0: none). The session is persistent while the
+    /// run lasts, so a broker that logs sessions does; DISCONNECT sets it to 0 at the end, so
+    /// none is left behind.
+    pub session_expiry_s: u32,
 }
 
 /// User name and password for CONNECT (`--username`, `--password`, `--users`).

@@ -13,8 +13,8 @@ use super::ConfigError;
 pub enum Durability {
     /// Memory only: nothing is written, a restart loses every session and retained message.
     None,
-    /// Group commit every `fsync_interval_ms`: kill -9 loses nothing (the records are in the
-    /// page cache once written); a power loss loses at most the last interval.
+    /// Group commit every `fsync_interval_ms`: records wait in memory until the next commit,
+    /// so kill -9 or a power loss loses at most the last interval (plus a write in flight).
     #[default]
     Batch,
     /// A PUBACK, PUBREC or SUBACK is sent only once what it acknowledges is on disk, on every

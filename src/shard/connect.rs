@@ -86,7 +86,10 @@ impl Shard {
             Packet::PingReq => (false, false),
             // Only QoS 2 leaves state in the publisher's session (its packet id until PUBREL).
             Packet::Publish(p) => (p.qos == QoS::ExactlyOnce, p.qos != QoS::AtMostOnce),
-            Packet::Subscribe(_) => (true, true),
+            // SUBACK, UNSUBACK, PUBREL (we recorded the PUBREC) and PUBCOMP (we forgot the id).
+            Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PubRec(_) | Packet::PubRel(_) => {
+                (true, true)
+            }
             _ => (true, false),
         };
         let mut actions = std::mem::take(&mut self.actions);

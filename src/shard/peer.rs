@@ -56,6 +56,8 @@ pub(super) struct Peers {
     draining_mesh: bool,
     /// The registry for client ids whose home is this shard.
     homes: AHashMap<ByteStr, HomeEntry>,
+    /// Mesh messages taken so far (shutdown waits until this stops moving).
+    taken: u64,
     /// Shard 0 only: the latest counters of every shard.
     totals: Vec<StatsSnapshot>,
     /// Reused per publish: which shards have matching interest.
@@ -74,6 +76,7 @@ impl Peers {
             resume: Vec::new(),
             draining_mesh: false,
             homes: AHashMap::new(),
+            taken: 0,
             totals: vec![StatsSnapshot::default(); shards],
             targets: vec![false; shards],
         }
@@ -185,6 +188,7 @@ impl Shard {
         let taken = self
             .mesh
             .drain(max, |from, message| inbox.push((from, message)));
+        self.peers.taken += taken as u64;
         self.peers.draining_mesh = true;
         for (from, message) in inbox {
             self.handle_message(now, from, message);
@@ -195,6 +199,11 @@ impl Shard {
         }
         self.resume_released(now);
         taken
+    }
+
+    /// Mesh messages taken since start-up.
+    pub fn mesh_received(&self) -> u64 {
+        self.peers.taken
     }
 
     /// Pushes this tick's mesh messages to the rings. Returns how many are still waiting.

@@ -69,6 +69,8 @@ pub(super) struct ShardPersist {
     confirmed: Vec<u64>,
     /// Confirmations to send once the log is synced past a position.
     reports: VecDeque<(u64, Vec<u64>)>,
+    /// `sync`: publishes for peers, sent once the epoch they were routed in is on disk here.
+    deferred: VecDeque<(u64, ShardId, ShardMessage)>,
     /// `sync`: the open epoch has holds, or publishes from peers wait for confirmation.
     waiting: bool,
     cursor: Option<Cursor>,
@@ -95,6 +97,7 @@ impl ShardPersist {
             received: vec![0; shards],
             confirmed: vec![0; shards],
             reports: VecDeque::new(),
+            deferred: VecDeque::new(),
             waiting: false,
             cursor: None,
             failures: 0,
@@ -154,6 +157,9 @@ impl Shard {
         );
         persist.update_full();
         self.persist = Some(Box::new(persist));
+        // Sessions that expired, and wills that came due, while the broker was down: now,
+        // before any client can resume one.
+        self.fire_timers(now);
         self
     }
 
@@ -223,12 +229,23 @@ impl Shard {
             .is_some_and(|p| !p.held.is_empty() && p.held.contains_key(&id))
     }
 
-    /// A publish went to peer `to`; in `sync` mode, acknowledgements wait for its
-    /// confirmation.
-    pub(super) fn note_forwarded(&mut self, to: ShardId) {
-        if let Some(persist) = self.persist.as_mut().filter(|p| p.mode == Durability::Sync) {
-            persist.forwarded[to.index()] += 1;
-        }
+    /// A publish for peer `to`: returned to send now, or in `sync` mode kept until the
+    /// epoch it was routed in is on disk here (so that the publisher's QoS 2 state is durable
+    /// before any subscriber can see the message), and counted: acknowledgements then wait
+    /// for the peer to confirm it has it on disk too. Deferring every publish, not only QoS
+    /// 2, keeps them in order and the count exact.
+    pub(super) fn forward_after_sync(
+        &mut self,
+        to: ShardId,
+        publish: ShardMessage,
+    ) -> Option<ShardMessage> {
+        let Some(persist) = self.persist.as_mut().filter(|p| p.mode == Durability::Sync) else {
+            return Some(publish);
+        };
+        persist.forwarded[to.index()] += 1;
+        persist.deferred.push_back((persist.epoch, to, publish));
+        persist.waiting = true;
+        None
     }
 
     /// A publish came from peer `from`; it is confirmed once this shard's log is synced.
@@ -351,6 +368,18 @@ impl Shard {
             return;
         };
         let synced = persist.wal.synced_to();
+        // The last epoch on disk here, whatever the peers have confirmed.
+        let local = persist
+            .commits
+            .iter()
+            .take_while(|c| c.end <= synced)
+            .last()
+            .map_or(persist.durable_epoch, |c| c.epoch);
+        let mut deferred = Vec::new();
+        while persist.deferred.front().is_some_and(|(e, _, _)| *e <= local) {
+            let (_, to, publish) = persist.deferred.pop_front().expect("checked");
+            deferred.push((to, publish));
+        }
         while let Some(commit) = persist.commits.front() {
             let peers_done = commit
                 .forwarded
@@ -390,6 +419,9 @@ impl Shard {
                 }
                 waits
             });
+        }
+        for (to, publish) in deferred {
+            self.mesh.send(to, publish);
         }
         for (to, through) in reports {
             self.mesh.send(to, ShardMessage::Durable { through });

@@ -93,16 +93,15 @@ impl Shard {
                 self.stats.mesh_dropped_qos0 += 1;
                 continue;
             }
-            self.mesh.send(
-                to,
-                ShardMessage::Publish {
-                    message: message.clone(),
-                    deliver,
-                    origin,
-                    stamp,
-                },
-            );
-            self.note_forwarded(to);
+            let publish = ShardMessage::Publish {
+                message: message.clone(),
+                deliver,
+                origin,
+                stamp,
+            };
+            if let Some(publish) = self.forward_after_sync(to, publish) {
+                self.mesh.send(to, publish);
+            }
         }
         matched
     }
@@ -161,6 +160,7 @@ impl Shard {
         self.before_delivery(key);
         let queue_max = self.flow.queue_max(&self.limits);
         let stored = envelope.qos != crate::codec::QoS::AtMostOnce;
+        let exactly_once = envelope.qos == crate::codec::QoS::ExactlyOnce;
         let entry = &mut self.sessions[key.0 as usize];
         if stored && entry.conn.is_none() && self.persistence_full() {
             // Queued for an offline session, it would be new persistent state.
@@ -181,6 +181,12 @@ impl Shard {
                 self.stats.publish_sent += 1;
                 if let Some(id) = conn_id {
                     self.mark_dirty(id);
+                    if exactly_once {
+                        // `sync`: the publisher's QoS 2 state must be on disk before a
+                        // subscriber sees the message, or a resend after a crash would be
+                        // routed again: a second copy.
+                        self.hold_until_durable(id);
+                    }
                 }
                 if stored {
                     self.log_session(key);

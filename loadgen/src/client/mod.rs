@@ -164,6 +164,7 @@ pub(crate) struct Client {
     /// User name and password for CONNECT, if the run logs in.
     login: Option<(ByteStr, bytes::Bytes)>,
     keep_alive_s: u16,
+    session_expiry_s: u32,
     qos: QoS,
     state: State,
     role: Role,
@@ -199,6 +200,7 @@ impl Client {
             client_id: ByteStr::from(spec.client_id.as_str()),
             login,
             keep_alive_s: settings.keep_alive_s,
+            session_expiry_s: settings.session_expiry_s,
             qos: settings.qos,
             state: State::NotStarted,
             role,
@@ -225,11 +227,15 @@ impl Client {
             return;
         };
         let version = self.wire.version;
+        let mut properties = Properties::default();
+        if self.session_expiry_s > 0 {
+            properties.session_expiry_interval_s = Some(self.session_expiry_s);
+        }
         self.wire.send(&Packet::Connect(Box::new(Connect {
             protocol: version,
             clean_start: true,
             keep_alive_s: self.keep_alive_s,
-            properties: Properties::default(),
+            properties,
             client_id: self.client_id.clone(),
             will: None,
             username: self.login.as_ref().map(|(user, _)| user.clone()),
@@ -452,9 +458,11 @@ impl Client {
     /// Says goodbye; the worker flushes and closes.
     pub(crate) fn disconnect(&mut self, ctx: &mut Ctx) {
         if self.state == State::Ready {
-            self.wire.send(&Packet::Disconnect(Disconnect::new(
-                ReasonCode::NORMAL_DISCONNECTION,
-            )));
+            let mut bye = Disconnect::new(ReasonCode::NORMAL_DISCONNECTION);
+            if self.session_expiry_s > 0 {
+                bye.properties.session_expiry_interval_s = Some(0);
+            }
+            self.wire.send(&Packet::Disconnect(bye));
         }
         self.close(ctx);
     }

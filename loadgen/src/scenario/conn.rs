@@ -31,6 +31,7 @@ pub fn plan(args: &ConnArgs, tag: &str) -> Plan {
         rate_per_s: 0,
         publishers: 0,
         keep_alive_s: KEEP_ALIVE_S,
+        session_expiry_s: 0,
         login: args.common.login(),
     };
     Plan { settings, clients }

@@ -154,6 +154,7 @@ pub fn plan(args: &PubsubArgs, topology: &Topology, tag: &str) -> Plan {
         publishers: p as u32,
         keep_alive_s: KEEP_ALIVE_S,
         login: args.common.login(),
+        session_expiry_s: args.session_expiry,
     };
     Plan { settings, clients }
 }
@@ -161,6 +162,9 @@ pub fn plan(args: &PubsubArgs, topology: &Topology, tag: &str) -> Plan {
 /// Runs the scenario and reports; printing and files are the caller's.
 pub fn run(args: &PubsubArgs) -> Result<Report, LoadgenError> {
     check_message_args(&args.message)?;
+    if args.session_expiry > 0 && args.common.mqtt_version != 5 {
+        return Err(usage("--session-expiry needs --mqtt-version 5"));
+    }
     if args.count == Some(0) {
         return Err(usage("--count must be at least 1"));
     }

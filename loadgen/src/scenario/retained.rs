@@ -74,6 +74,7 @@ pub fn plan(args: &RetainedArgs, tag: &str) -> Result<(Plan, u64), LoadgenError>
         rate_per_s: 0,
         publishers: 0,
         keep_alive_s: KEEP_ALIVE_S,
+        session_expiry_s: 0,
         login: args.common.login(),
     };
     Ok((Plan { settings, clients }, expected))

@@ -100,6 +100,10 @@ pub const READ_POOL_MAX: usize = 256;
 /// How long an orderly shutdown waits for connections to flush and close.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// 10 ms rounds without mesh traffic after which a shutting-down shard with a log takes its
+/// last commit: every shard closed its connections by then, so nothing new is routed.
+const MESH_QUIET_ROUNDS: u32 = 5;
+
 /// A connected socket on either backend: what the writer and the shutdown path need.
 pub trait Stream: 'static {
     fn write_all(&self, bytes: Bytes) -> impl Future<Output = io::Result<()>>;
@@ -190,8 +194,10 @@ pub struct Driver<S> {
     /// long such reads waited for their flush (`ShardReport::latency`).
     oldest_publish_read: Cell<Option<Instant>>,
     latency: RefCell<LatencyHistogram>,
-    /// Rung when an acknowledgement waits for the log (`sync` durability, `wal.rs`).
+    /// Rung when an acknowledgement waits for the log (`sync` durability, `wal.rs`), and at
+    /// shutdown.
     wal_kick: Notify,
+    wal_stopping: Cell<bool>,
 }
 
 impl<S: Stream> Driver<S> {
@@ -216,6 +222,7 @@ impl<S: Stream> Driver<S> {
             oldest_publish_read: Cell::new(None),
             latency: RefCell::new(LatencyHistogram::default()),
             wal_kick: Notify::new(),
+            wal_stopping: Cell::new(false),
         })
     }
 
@@ -548,13 +555,26 @@ impl<S: Stream> Driver<S> {
         }
     }
 
-    /// Closes every connection and waits, at most `SHUTDOWN_GRACE`, for them to flush.
+    /// Closes every connection and waits, at most `SHUTDOWN_GRACE`, for them to flush. With
+    /// a log, also lets the mesh settle (publishes already acknowledged on another shard may
+    /// still be on their way here) before the last commit.
     pub async fn shut_down(self: Rc<Self>) {
         self.shard.borrow_mut().shut_down(Instant::now());
         self.flush.notify_one();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while self.shard.borrow().connection_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.shard.borrow().persists() {
+            let mut quiet = 0;
+            while quiet < MESH_QUIET_ROUNDS && Instant::now() < deadline {
+                let before = self.shard.borrow().mesh_received();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let shard = self.shard.borrow();
+                let settled =
+                    shard.mesh_received() == before && shard.mesh_endpoint().backlog() == 0;
+                quiet = if settled { quiet + 1 } else { 0 };
+            }
         }
     }
 }

@@ -33,18 +33,36 @@ pub trait SegmentFile: Sized + 'static {
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 impl<S: Stream> Driver<S> {
-    /// Commits, writes and syncs the shard's log until the shard stops. Runs forever.
+    /// Commits, writes and syncs the shard's log until [`Driver::stop_wal`], then writes
+    /// what is left and returns. The only task that writes the log, so a write in flight is
+    /// never abandoned: at shutdown it completes before the last commit.
     pub async fn wal_writer<F: SegmentFile>(self: Rc<Self>, mode: Durability, interval: Duration) {
         let mut file: Option<(PathBuf, F)> = None;
-        loop {
+        while !self.wal_stopping.get() {
             match mode {
                 Durability::Sync => self.wal_kick.notified().await,
-                _ => tokio::time::sleep(interval).await,
+                _ => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = self.wal_kick.notified() => {}
+                    }
+                }
             }
             if !self.commit_and_write(&mut file).await {
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
+        // The last commit: what the shutdown changed (sessions gone offline, wills sent).
+        while !self.commit_and_write(&mut file).await {
+            tracing::error!("cannot write the log at shutdown; retrying");
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    /// Asks the log writer to write what is left and return (its task then completes).
+    pub fn stop_wal(&self) {
+        self.wal_stopping.set(true);
+        self.wal_kick.notify_one();
     }
 
     /// Kicks the log writer if an acknowledgement waits for a commit (`sync` mode).
