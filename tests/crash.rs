@@ -303,6 +303,10 @@ struct Run {
     acked_before_kill: BTreeMap<String, Duration>,
     /// QoS 2 payloads.
     qos2: BTreeSet<String>,
+    /// Each subscriber's deliveries per payload when the broker was killed.
+    before_kill: Vec<BTreeMap<String, u32>>,
+    /// The retained messages after the restart, and what they should be.
+    retained: (BTreeMap<String, String>, BTreeMap<String, String>),
 }
 
 /// Starts the subscribers' threads on `addr`; `resuming` asserts Session Present.
@@ -379,6 +383,10 @@ fn kill_mid_traffic(dir: &Path, persistence: &str, args: &[&str]) -> Run {
         .iter()
         .flat_map(|o| o.acked.iter().map(|(p, at)| (p.clone(), killed - *at)))
         .collect();
+    let before_kill = inboxes
+        .iter()
+        .map(|inbox| inbox.lock().expect("inbox lock").delivered.clone())
+        .collect();
 
     let config = write_config(dir, addr.port(), persistence);
     let broker = Process::start(&config, args);
@@ -390,7 +398,7 @@ fn kill_mid_traffic(dir: &Path, persistence: &str, args: &[&str]) -> Run {
     receivers
         .into_iter()
         .for_each(|h| h.join().expect("subscriber"));
-    check_retained(addr, &outboxes);
+    let retained = retained_after(addr, &outboxes);
     let status = broker.terminate();
     assert!(status.success(), "exit after SIGTERM: {status}");
     let qos2 = outboxes
@@ -404,6 +412,8 @@ fn kill_mid_traffic(dir: &Path, persistence: &str, args: &[&str]) -> Run {
         outboxes,
         acked_before_kill,
         qos2,
+        before_kill,
+        retained,
     }
 }
 
@@ -424,9 +434,13 @@ fn wait_for_everything(inboxes: &[Arc<Mutex<Inbox>>], outboxes: &[Outbox]) {
     }
 }
 
-/// The retained messages after the restart: the static ones, and for each publisher the last
-/// QoS 1 (retained) payload it sent, which it finished after the restart.
-fn check_retained(addr: SocketAddr, outboxes: &[Outbox]) {
+/// The retained messages after the restart, and what they should be: the static ones, and for
+/// each publisher the last QoS 1 (retained) payload it sent, which it finished after the
+/// restart.
+fn retained_after(
+    addr: SocketAddr,
+    outboxes: &[Outbox],
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let mut reader = RawClient::connected(addr, ConnectOpts::v311("retained-reader"));
     reader.subscribe(&[
         ("crash/static/#", QoS::AtLeastOnce),
@@ -460,7 +474,7 @@ fn check_retained(addr: SocketAddr, outboxes: &[Outbox]) {
             expected.insert(format!("crash/q1/{}", outbox.id), payload.clone());
         }
     }
-    assert_eq!(retained, expected, "retained messages after the kill");
+    (retained, expected)
 }
 
 impl Run {
@@ -504,6 +518,21 @@ impl Run {
         missing.into_iter().collect()
     }
 
+    /// How QoS 2 payload `payload` reached subscriber `i`: whether its publisher had PUBREC
+    /// before the kill, and the deliveries before and after it.
+    fn history(&self, i: usize, payload: &str) -> String {
+        let total = self.inboxes[i].lock().expect("inbox lock").delivered[payload];
+        let before = self.before_kill[i].get(payload).copied().unwrap_or(0);
+        let acked = match self.acked_before_kill.get(payload) {
+            Some(ago) => format!("PUBREC {ago:?} before the kill"),
+            None => "no PUBREC before the kill".to_owned(),
+        };
+        format!(
+            "{payload} ({acked}; delivered {before}x before, {}x after)",
+            total - before
+        )
+    }
+
     fn report(&self, mode: &str) {
         let sent: usize = self.outboxes.iter().map(|o| o.sent.len()).sum();
         eprintln!(
@@ -531,26 +560,34 @@ fn sync_loses_nothing_acknowledged_to_kill_9() {
         !run.acked_before_kill.is_empty(),
         "no traffic before the kill"
     );
+    let mut problems = Vec::new();
     for (i, (lost, twice)) in run.losses().iter().enumerate() {
-        assert!(
-            lost.is_empty(),
-            "crash-sub-{i} lost acknowledged messages: {lost:?}"
-        );
-        assert!(
-            twice.is_empty(),
-            "crash-sub-{i} got QoS 2 messages twice: {twice:?}"
-        );
+        if !lost.is_empty() {
+            problems.push(format!(
+                "crash-sub-{i} lost acknowledged messages: {lost:?}"
+            ));
+        }
+        for payload in twice {
+            let history = run.history(i, payload);
+            problems.push(format!(
+                "crash-sub-{i} got a QoS 2 message twice: {history}"
+            ));
+        }
+    }
+    let (retained, expected) = &run.retained;
+    if retained != expected {
+        problems.push(format!("retained {retained:?}, expected {expected:?}"));
     }
     let missing = run.never_delivered();
-    assert!(missing.is_empty(), "never delivered: {missing:?}");
-    for outbox in &run.outboxes {
-        assert!(
-            outbox.bad_pubcomps.is_empty(),
-            "{}: PUBCOMP {:?}",
-            outbox.id,
-            outbox.bad_pubcomps
-        );
+    if !missing.is_empty() {
+        problems.push(format!("never delivered: {missing:?}"));
     }
+    for outbox in &run.outboxes {
+        if !outbox.bad_pubcomps.is_empty() {
+            problems.push(format!("{}: PUBCOMP {:?}", outbox.id, outbox.bad_pubcomps));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// `durability = "batch"` (set on the command line), kill -9 mid-traffic: the broker starts
@@ -584,6 +621,18 @@ fn batch_reports_what_kill_9_loses() {
         "batch: {} messages never delivered",
         run.never_delivered().len()
     );
+    let (retained, expected) = &run.retained;
+    let stale: Vec<_> = expected
+        .iter()
+        .filter(|(topic, payload)| retained.get(*topic) != Some(*payload))
+        .map(|(topic, payload)| (topic, payload, retained.get(topic)))
+        .collect();
+    eprintln!("batch: retained (topic, expected, found) that differ: {stale:?}");
+    // Set long before the kill: older than any commit interval.
+    for k in 0..STATIC_RETAINED {
+        let topic = format!("crash/static/{k}");
+        assert_eq!(retained.get(&topic), expected.get(&topic), "{topic}");
+    }
 }
 
 /// A `--persistence-dir` the broker cannot create exits non-zero naming the path, before it
