@@ -134,6 +134,11 @@ struct Inbox {
     delivered: BTreeMap<String, u32>,
     /// QoS 2 ids received and not yet released: a PUBLISH with one of them is a duplicate.
     unreleased: HashSet<PacketId>,
+    /// Every QoS 2 PUBLISH received, by payload: (after the kill, packet id, DUP), for the
+    /// report on a duplicate.
+    qos2_packets: BTreeMap<String, Vec<(bool, u16, bool)>>,
+    /// Set once the broker was killed.
+    after_kill: bool,
 }
 
 impl Inbox {
@@ -148,6 +153,12 @@ impl Inbox {
                 };
                 if new {
                     *self.delivered.entry(text(&publish).to_owned()).or_default() += 1;
+                }
+                if let (QoS::ExactlyOnce, Some(id)) = (publish.qos, id) {
+                    let packets = self.qos2_packets.entry(text(&publish).to_owned());
+                    packets
+                        .or_default()
+                        .push((self.after_kill, id.get(), publish.dup));
                 }
                 match (publish.qos, id) {
                     (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(Ack::new(id)),
@@ -388,6 +399,9 @@ fn kill_mid_traffic(dir: &Path, persistence: &str, args: &[&str]) -> Run {
         .map(|inbox| inbox.lock().expect("inbox lock").delivered.clone())
         .collect();
 
+    for inbox in &inboxes {
+        inbox.lock().expect("inbox lock").after_kill = true;
+    }
     let config = write_config(dir, addr.port(), persistence);
     let broker = Process::start(&config, args);
     assert_eq!(broker.addr, addr);
@@ -519,16 +533,19 @@ impl Run {
     }
 
     /// How QoS 2 payload `payload` reached subscriber `i`: whether its publisher had PUBREC
-    /// before the kill, and the deliveries before and after it.
+    /// before the kill, the deliveries before and after it, and each PUBLISH as (after the
+    /// kill, packet id, DUP).
     fn history(&self, i: usize, payload: &str) -> String {
-        let total = self.inboxes[i].lock().expect("inbox lock").delivered[payload];
+        let inbox = self.inboxes[i].lock().expect("inbox lock");
+        let total = inbox.delivered[payload];
+        let packets = &inbox.qos2_packets[payload];
         let before = self.before_kill[i].get(payload).copied().unwrap_or(0);
         let acked = match self.acked_before_kill.get(payload) {
             Some(ago) => format!("PUBREC {ago:?} before the kill"),
             None => "no PUBREC before the kill".to_owned(),
         };
         format!(
-            "{payload} ({acked}; delivered {before}x before, {}x after)",
+            "{payload} ({acked}; delivered {before}x before, {}x after; PUBLISH packets {packets:?})",
             total - before
         )
     }
