@@ -4,7 +4,8 @@
 //! so that we do not only test ourselves against ourselves.
 //!
 //! Beside it: `clients` runs third-party client processes (mosquitto, paho, Chromium),
-//! `certs` makes a test PKI at run time, `tls` is the rustls client side of TLS tests.
+//! `certs` makes a test PKI at run time, `tls` is the rustls client side of TLS tests,
+//! `persist` starts brokers on a `persistence_dir` and reads their log segments.
 //!
 //! Environment:
 //! - `RINGMQ_TEST_IO`: `uring`, `epoll` or `auto` (default) picks the broker's I/O backend;
@@ -18,6 +19,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod persist;
 mod rumqttc;
 pub mod tls;
 #[allow(unused_imports)]
