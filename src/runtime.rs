@@ -500,6 +500,12 @@ fn recover_logs(config: &Config) -> io::Result<Option<LogStarts>> {
         tracing::info!(dir = %dir.display(), "durability = \"none\": sessions and retained messages are kept in memory only");
         return Ok(None);
     }
+    // A file-size limit (`ulimit -f`, systemd's LimitFSIZE) must fail a log write with EFBIG,
+    // which the log handles like a full disk, not kill the broker with SIGXFSZ.
+    // SAFETY: installs the predefined "ignore" disposition; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let began = Instant::now();
     let clock = crate::persist::Clock::new(began);
     let recovered = crate::persist::recover(dir, &clock)

@@ -37,6 +37,8 @@ const KIND_SESSION: u8 = 1;
 const KIND_SESSION_END: u8 = 2;
 const KIND_MESSAGE: u8 = 3;
 const KIND_RETAIN: u8 = 4;
+const KIND_FORWARD: u8 = 5;
+const KIND_RECEIVED: u8 = 6;
 
 /// One entry of a shard's log. Each carries a wall-clock `stamp` (nanoseconds, unique and
 /// increasing per shard): when logs disagree about a client id or a topic (a session that
@@ -55,6 +57,19 @@ pub enum Record {
     Message { id: u64, message: Arc<Message> },
     /// The retained message of a topic; an empty payload deletes it.
     Retain { stamp: u64, message: Arc<Message> },
+    /// `sync`: the `seq`-th publish this shard sent peer `to` in run `run`, a QoS 2 message
+    /// whose publisher's packet id is logged with it. If the peer had not logged it when the
+    /// broker died, recovery delivers it (see `recover.rs`): the publisher's resend is then
+    /// answered as a duplicate and would otherwise never reach the peer's subscribers.
+    Forward {
+        run: u64,
+        to: u16,
+        seq: u64,
+        message: Arc<Message>,
+    },
+    /// `sync`: this shard has logged every publish peer `from` sent it in run `run`, up to
+    /// the `through`-th (in the same commit as the deliveries themselves).
+    Received { run: u64, from: u16, through: u64 },
 }
 
 /// Turns `Instant`s into wall-clock time and back, around one moment taken at start-up.
@@ -131,6 +146,24 @@ pub fn put_record(
             out.put_u64_le(*stamp);
             put_message(out, message, clock);
         }
+        Record::Forward {
+            run,
+            to,
+            seq,
+            message,
+        } => {
+            out.put_u8(KIND_FORWARD);
+            out.put_u64_le(*run);
+            out.put_u16_le(*to);
+            out.put_u64_le(*seq);
+            put_message(out, message, clock);
+        }
+        Record::Received { run, from, through } => {
+            out.put_u8(KIND_RECEIVED);
+            out.put_u64_le(*run);
+            out.put_u16_le(*from);
+            out.put_u64_le(*through);
+        }
     }
     let body = &out[start + FRAME_HEADER_BYTES..];
     let len = body.len() as u32;
@@ -198,6 +231,17 @@ pub fn read_record(
         KIND_RETAIN => Record::Retain {
             stamp: get_u64(&mut body)?,
             message: read_message(&mut body, clock)?,
+        },
+        KIND_FORWARD => Record::Forward {
+            run: get_u64(&mut body)?,
+            to: get_u16(&mut body)?,
+            seq: get_u64(&mut body)?,
+            message: read_message(&mut body, clock)?,
+        },
+        KIND_RECEIVED => Record::Received {
+            run: get_u64(&mut body)?,
+            from: get_u16(&mut body)?,
+            through: get_u64(&mut body)?,
         },
         other => return Err(RecordError::UnknownKind(other)),
     };

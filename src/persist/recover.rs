@@ -10,6 +10,13 @@
 //!   the records read before the damage, and every later segment, still count;
 //! - a session whose message body was lost with a damaged segment keeps its other messages.
 //!
+//! In `sync` mode, a QoS 2 message a shard forwarded to a peer that died before logging it is
+//! delivered here, into the sessions of that peer with matching subscriptions: the sender
+//! logged the publisher's packet id with it ([`Record::Forward`]), so the publisher's resend
+//! after the restart is a duplicate to the broker and would never route it again. Each peer
+//! logs how far it has logged the sender's publishes ([`Record::Received`]) in the same commit
+//! as the deliveries, so a message is delivered here exactly when no peer session got it.
+//!
 //! Only a directory that cannot be created or written is an error: the broker would
 //! otherwise run without the durability it was asked for.
 
@@ -22,7 +29,8 @@ use bytes::Bytes;
 
 use super::record::{next_frame, read_record, Clock, Frame, Record};
 use super::wal::{parse_segment_name, Wal};
-use crate::session::{Message, SessionImage};
+use crate::codec::ByteStr;
+use crate::session::{Envelope, Message, SessionImage};
 
 /// What start-up recovery found, for the log and for the operator.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -38,6 +46,8 @@ pub struct RecoveryReport {
     pub bad_records: u64,
     /// Queued or inflight messages whose body was lost.
     pub lost_messages: u64,
+    /// Copies of forwarded QoS 2 messages delivered at recovery (see the module docs).
+    pub redelivered: u64,
 }
 
 /// The state the logs describe, merged across shards (latest stamp wins).
@@ -55,10 +65,19 @@ pub struct Recovered {
 /// One shard's log, read.
 #[derive(Default)]
 struct ShardLog {
-    sessions: HashMap<crate::codec::ByteStr, (u64, Option<SessionImage>)>,
-    retained: HashMap<crate::codec::ByteStr, (u64, Arc<Message>)>,
+    shard: u16,
+    sessions: HashMap<ByteStr, (u64, Option<SessionImage>)>,
+    retained: HashMap<ByteStr, (u64, Arc<Message>)>,
+    /// [`Record::Forward`]s by (run, to, seq); compaction may have written one twice.
+    forwards: HashMap<(u64, u16, u64), Arc<Message>>,
+    /// [`Record::Received`]: the highest `through` by (run, from).
+    received: HashMap<(u64, u16), u64>,
     report: RecoveryReport,
 }
+
+/// A session as merged: its latest image (`None`: ended), that image's stamp and the shard
+/// whose log it came from.
+type Merged = (u64, Option<SessionImage>, u16);
 
 /// Creates `dir` if needed and proves it writable.
 pub fn open_dir(dir: &Path) -> io::Result<()> {
@@ -87,11 +106,11 @@ pub fn recover(dir: &Path, clock: &Clock) -> io::Result<Recovered> {
     }
     let logs: Vec<ShardLog> = std::thread::scope(|scope| {
         let handles: Vec<_> = by_shard
-            .values_mut()
-            .map(|segments| {
+            .iter_mut()
+            .map(|(&shard, segments)| {
                 segments.sort();
                 let segments = &*segments;
-                scope.spawn(move || read_shard(segments, clock))
+                scope.spawn(move || read_shard(shard, segments, clock))
             })
             .collect();
         handles
@@ -99,17 +118,25 @@ pub fn recover(dir: &Path, clock: &Clock) -> io::Result<Recovered> {
             .map(|h| h.join().expect("a log reader panicked"))
             .collect()
     });
-    let mut sessions: HashMap<crate::codec::ByteStr, (u64, Option<SessionImage>)> = HashMap::new();
-    let mut retained: HashMap<crate::codec::ByteStr, (u64, Arc<Message>)> = HashMap::new();
+    let mut forwards = Vec::new();
+    let mut received = HashMap::new();
+    let mut sessions: HashMap<ByteStr, Merged> = HashMap::new();
+    let mut retained: HashMap<ByteStr, (u64, Arc<Message>)> = HashMap::new();
     let mut report = RecoveryReport::default();
     for log in logs {
         for (client_id, (stamp, image)) in log.sessions {
             if sessions
                 .get(&client_id)
-                .is_none_or(|(held, _)| *held < stamp)
+                .is_none_or(|(held, _, _)| *held < stamp)
             {
-                sessions.insert(client_id, (stamp, image));
+                sessions.insert(client_id, (stamp, image, log.shard));
             }
+        }
+        for ((run, to, seq), message) in log.forwards {
+            forwards.push((run, log.shard, to, seq, message));
+        }
+        for ((run, from), through) in log.received {
+            received.insert((run, from, log.shard), through);
         }
         for (topic, (stamp, message)) in log.retained {
             if retained.get(&topic).is_none_or(|(held, _)| *held < stamp) {
@@ -124,6 +151,23 @@ pub fn recover(dir: &Path, clock: &Clock) -> io::Result<Recovered> {
         report.bad_records += log.report.bad_records;
         report.lost_messages += log.report.lost_messages;
     }
+    forwards.sort_by_key(|(run, from, to, seq, _)| (*run, *from, *to, *seq));
+    for (run, from, to, seq, message) in forwards {
+        if received.get(&(run, from, to)).is_some_and(|&n| n >= seq) {
+            continue;
+        }
+        for (_, image, _) in sessions.values_mut().filter(|(_, _, shard)| *shard == to) {
+            if let Some(image) = image.as_mut() {
+                report.redelivered += u64::from(deliver(image, &message));
+            }
+        }
+    }
+    if report.redelivered > 0 {
+        tracing::info!(
+            copies = report.redelivered,
+            "delivered QoS 2 messages a shard had not logged when the broker stopped"
+        );
+    }
     let old_segments = by_shard
         .into_values()
         .flatten()
@@ -131,7 +175,7 @@ pub fn recover(dir: &Path, clock: &Clock) -> io::Result<Recovered> {
         .filter(|path| !report.corrupt.contains(path))
         .collect();
     Ok(Recovered {
-        sessions: sessions.into_values().filter_map(|(_, s)| s).collect(),
+        sessions: sessions.into_values().filter_map(|(_, s, _)| s).collect(),
         retained: retained
             .into_values()
             .map(|(_, m)| m)
@@ -143,9 +187,28 @@ pub fn recover(dir: &Path, clock: &Clock) -> io::Result<Recovered> {
     })
 }
 
+/// Queues `message` in `image` if one of its subscriptions (not shared: a shared group's
+/// copy goes to one member, picked when it is routed) matches; returns whether it did.
+fn deliver(image: &mut SessionImage, message: &Arc<Message>) -> bool {
+    let mut matching = image
+        .subscriptions
+        .iter()
+        .filter(|(_, s)| !s.filter.is_shared() && s.filter.filter().matches(&message.topic))
+        .map(|(_, s)| s.params());
+    let Some(first) = matching.next() else {
+        return false;
+    };
+    let envelope = Envelope::merged(message, first, matching);
+    image.queue.push(envelope);
+    true
+}
+
 /// Reads one shard's segments, oldest first.
-fn read_shard(segments: &[(u64, PathBuf)], clock: &Clock) -> ShardLog {
-    let mut log = ShardLog::default();
+fn read_shard(shard: u16, segments: &[(u64, PathBuf)], clock: &Clock) -> ShardLog {
+    let mut log = ShardLog {
+        shard,
+        ..ShardLog::default()
+    };
     let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
     let lost = std::cell::Cell::new(0u64);
     for (index, (_, path)) in segments.iter().enumerate() {
@@ -233,6 +296,18 @@ fn apply(log: &mut ShardLog, bodies: &mut HashMap<u64, Arc<Message>>, record: Re
                 log.retained.insert(key, (stamp, message));
             }
         }
+        Record::Forward {
+            run,
+            to,
+            seq,
+            message,
+        } => {
+            log.forwards.insert((run, to, seq), message);
+        }
+        Record::Received { run, from, through } => {
+            let held = log.received.entry((run, from)).or_default();
+            *held = (*held).max(through);
+        }
     }
 }
 
@@ -280,6 +355,7 @@ impl Recovered {
                     });
                 }
             }
+            wal.commit();
             while let Some(write) = wal.take_write() {
                 super::write_sync(&write)?;
                 wal.synced(write.end);

@@ -157,6 +157,7 @@ fn write_log(dir: &Path, count: usize) -> Vec<PathBuf> {
             message: message(&format!("t/{i}"), &"x".repeat(200), None),
         });
     }
+    wal.commit();
     while let Some(write) = wal.take_write() {
         write_sync(&write).expect("writable");
         wal.synced(write.end);
@@ -255,4 +256,93 @@ fn an_unwritable_directory_is_a_clear_error() {
     std::fs::write(&file, b"x").expect("writable");
     let error = recover(&file.join("log"), &Clock::new(Instant::now())).expect_err("a file");
     assert!(error.to_string().contains("a-file"), "{error}");
+}
+
+/// `sync`: a QoS 2 message a shard forwarded, logged with its publisher's packet id, reaches
+/// the peer's matching sessions at recovery exactly when the peer had not logged it: the
+/// peer's [`Record::Received`] of the same run says how far it had.
+#[test]
+fn forwards_the_peer_had_not_logged_are_delivered_at_recovery() {
+    let dir = TempDir::new("forwards");
+    let now = Instant::now();
+    let clock = Clock::new(now);
+    let run = 5;
+    let write = |wal: &mut Wal| {
+        wal.commit();
+        while let Some(write) = wal.take_write() {
+            write_sync(&write).expect("writable");
+            wal.synced(write.end);
+        }
+    };
+    let mut sender = Wal::new(&dir.0, 0, clock, run);
+    for (seq, payload) in [(1, "logged"), (2, "not logged")] {
+        let message = message("a/x", payload, None);
+        let record = Record::Forward {
+            run,
+            to: 1,
+            seq,
+            message,
+        };
+        sender.append(&record);
+    }
+    // A session on the sender itself matches too, but the forward was not for it.
+    let mut local = image("local", now, &[]);
+    let raw = ByteStr::from("a/+");
+    let unshared = Subscription {
+        filter: SubscriptionFilter::parse(raw.clone()).expect("valid filter"),
+        options: SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        },
+        id: 0,
+        read_check: false,
+    };
+    local.subscriptions = vec![(raw.clone(), unshared.clone())];
+    let stamp = sender.next_stamp();
+    let record = Record::Session {
+        stamp,
+        image: Box::new(local),
+    };
+    sender.append(&record);
+    write(&mut sender);
+
+    let mut peer = Wal::new(&dir.0, 1, clock, run);
+    let mut plain = image("plain", now, &[]);
+    plain.subscriptions = vec![(raw, unshared)];
+    // `image` subscribes to `$share/g/a/+` only: a shared group's copy is not redelivered.
+    for session in [plain, image("shared", now, &[])] {
+        let stamp = peer.next_stamp();
+        let record = Record::Session {
+            stamp,
+            image: Box::new(session),
+        };
+        peer.append(&record);
+    }
+    for (run, through) in [(run, 1), (run - 1, 9)] {
+        peer.append(&Record::Received {
+            run,
+            from: 0,
+            through,
+        });
+    }
+    write(&mut peer);
+
+    let recovered = recover(&dir.0, &clock).expect("readable");
+    assert_eq!(recovered.report.redelivered, 1);
+    let queue = |id: &str| {
+        let session = recovered
+            .sessions
+            .iter()
+            .find(|s| s.client_id.as_str() == id);
+        let session = session.expect("recovered");
+        let payloads = session
+            .queue
+            .iter()
+            .map(|e| (e.message.payload.clone(), e.qos));
+        payloads.collect::<Vec<_>>()
+    };
+    let lost = (Bytes::from_static(b"not logged"), QoS::AtLeastOnce);
+    assert_eq!(queue("plain"), vec![lost]);
+    assert!(queue("shared").is_empty());
+    assert!(queue("local").is_empty());
 }

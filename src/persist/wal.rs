@@ -112,6 +112,18 @@ pub struct Wal {
     /// [`SEGMENT_BYTES`] and [`COMPACT_MIN_BYTES`], smaller in tests.
     segment_bytes: u64,
     compact_min_bytes: u64,
+    /// Writes fail (a full disk): new records are dropped rather than buffered without
+    /// bound; once writes work again a compaction writes the live state whole.
+    failing: bool,
+    /// Where the last commit ended: writes go out only up to it, so that no record of an
+    /// open epoch (a [`Record::Forward`] whose publisher's image comes at the commit) reaches
+    /// the disk without the rest of its epoch.
+    committed: u64,
+    /// This run's number: the first segment it wrote, the same on every shard and above
+    /// every earlier run's (see [`Record::Forward`]).
+    run: u64,
+    /// Records dropped while failing.
+    dropped: u64,
 }
 
 impl Wal {
@@ -137,6 +149,10 @@ impl Wal {
             obsolete: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
             compact_min_bytes: COMPACT_MIN_BYTES,
+            failing: false,
+            committed: 0,
+            run: seq,
+            dropped: 0,
         }
     }
 
@@ -154,6 +170,11 @@ impl Wal {
             .map_or(0, |d| d.as_nanos() as u64);
         self.stamp = now.max(self.stamp + 1);
         self.stamp
+    }
+
+    /// This run's number, for [`Record::Forward`] and [`Record::Received`].
+    pub fn run(&self) -> u64 {
+        self.run
     }
 
     pub fn clock(&self) -> &Clock {
@@ -183,6 +204,10 @@ impl Wal {
     /// Appends `record`, logging first any message body a session image refers to that this
     /// log does not hold yet.
     pub fn append(&mut self, record: &Record) {
+        if self.failing {
+            self.dropped += 1;
+            return;
+        }
         let mut bodies: Vec<Record> = Vec::new();
         if let Record::Session { image, .. } = record {
             let held = image
@@ -262,13 +287,29 @@ impl Wal {
         self.created = false;
     }
 
-    /// The next write for the driver, if any. All but the last write of a batch cover
-    /// whole earlier segments; `end` is where the log is durable once this one is synced.
-    pub fn take_write(&mut self) -> Option<WalWrite> {
+    /// Closes an epoch: what was appended so far may be written.
+    pub fn commit(&mut self) {
         self.seal();
-        let mut write = self.sealed.pop_front()?;
-        let queued: u64 = self.sealed.iter().map(|w| w.bytes.len() as u64).sum();
-        write.end = self.appended - queued;
+        self.committed = self.appended;
+    }
+
+    /// The next write for the driver, if any, up to the last [`Wal::commit`]. All but the
+    /// last write of a commit cover whole earlier segments; `end` is where the log is durable
+    /// once this one is synced.
+    pub fn take_write(&mut self) -> Option<WalWrite> {
+        let after: u64 = self
+            .sealed
+            .iter()
+            .skip(1)
+            .map(|w| w.bytes.len() as u64)
+            .sum::<u64>()
+            + self.buf.len() as u64;
+        let end = self.appended - after;
+        if self.sealed.is_empty() || end > self.committed {
+            return None;
+        }
+        let mut write = self.sealed.pop_front().expect("checked");
+        write.end = end;
         Some(write)
     }
 
@@ -276,6 +317,17 @@ impl Wal {
     /// again; nothing after it is synced meanwhile.
     pub fn retry(&mut self, write: WalWrite) {
         self.sealed.push_front(write);
+        self.failing = true;
+        // A snapshot with holes must not replace the segments it was to cover; they stay,
+        // and recovery merges old and new by stamp.
+        self.compaction = None;
+    }
+
+    /// Writes work again after [`Wal::retry`]. Returns whether records were dropped
+    /// meanwhile, in which case the caller must write the live state again (a compaction).
+    pub fn recovered(&mut self) -> bool {
+        self.failing = false;
+        std::mem::take(&mut self.dropped) > 0
     }
 
     /// The driver synced a write: everything up to `end` is on disk.
@@ -358,5 +410,25 @@ mod tests {
         assert_eq!(parse_segment_name("shard3-0000000042.wal"), Some((3, 42)));
         assert_eq!(parse_segment_name("shard3-0000000042.wal.corrupt"), None);
         assert_eq!(parse_segment_name("other.txt"), None);
+    }
+
+    /// Nothing of an open epoch goes out, even when a write is taken between commits.
+    #[test]
+    fn writes_stop_at_the_last_commit() {
+        let clock = Clock::new(std::time::Instant::now());
+        let mut wal = Wal::new(Path::new("/nonexistent"), 0, clock, 1);
+        let record = Record::Received {
+            run: 1,
+            from: 1,
+            through: 1,
+        };
+        wal.append(&record);
+        assert!(wal.take_write().is_none(), "not committed");
+        wal.commit();
+        wal.append(&record);
+        let write = wal.take_write().expect("the committed record");
+        assert_eq!(write.end, wal.appended() / 2);
+        assert_eq!(write.bytes.len() as u64, write.end);
+        assert!(wal.take_write().is_none(), "the second is not committed");
     }
 }

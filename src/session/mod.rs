@@ -182,6 +182,43 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// One session's copy of `message` from all its matching subscriptions (`first` and
+    /// `more`): the highest granted QoS [MQTT-3.3.5-1], Retain As Published if any asks for
+    /// it, every Subscription Identifier.
+    pub fn merged(
+        message: &Arc<Message>,
+        first: SubParams,
+        more: impl IntoIterator<Item = SubParams>,
+    ) -> Envelope {
+        let mut qos = first.options.qos;
+        let mut retain_as_published = first.options.retain_as_published;
+        let mut tag = Envelope::sub_id_tag(first.id);
+        for params in more {
+            qos = qos.max(params.options.qos);
+            retain_as_published |= params.options.retain_as_published;
+            if params.id != 0 {
+                tag.get_or_insert_with(Box::default).sub_ids.push(params.id);
+            }
+        }
+        Envelope {
+            message: message.clone(),
+            qos: message.qos.min(qos),
+            // [MQTT-3.3.1-9]: forwarded with retain 0 unless Retain As Published [MQTT-3.3.1-12].
+            retain: retain_as_published && message.retain,
+            tag,
+        }
+    }
+
+    /// The tag carrying Subscription Identifier `id` (0: none).
+    pub fn sub_id_tag(id: u32) -> Option<Box<Tag>> {
+        (id != 0).then(|| {
+            Box::new(Tag {
+                sub_ids: vec![id],
+                group: None,
+            })
+        })
+    }
+
     /// The shared group this copy was routed through, if any.
     pub fn group(&self) -> Option<&ByteStr> {
         self.tag.as_ref().and_then(|t| t.group.as_ref())

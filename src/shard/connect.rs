@@ -87,11 +87,13 @@ impl Shard {
             // Only QoS 2 leaves state in the publisher's session (its packet id until PUBREL).
             Packet::Publish(p) => (p.qos == QoS::ExactlyOnce, p.qos != QoS::AtMostOnce),
             // SUBACK, UNSUBACK, PUBREL (we recorded the PUBREC) and PUBCOMP (we forgot the id).
-            Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PubRec(_) | Packet::PubRel(_) => {
-                (true, true)
-            }
+            Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_) => (true, true),
             _ => (true, false),
         };
+        let marks = self.persist_marks();
         let mut actions = std::mem::take(&mut self.actions);
         let conn = &mut self.conns[id.index as usize];
         let entry = &mut self.sessions[key.0 as usize];
@@ -147,7 +149,7 @@ impl Shard {
             self.log_session(key);
         }
         if acknowledges {
-            self.hold_until_durable(id);
+            self.hold_if_logged(id, marks);
         }
         // Acknowledgements may have drained a congested queue.
         self.check_congestion_of(now, key);

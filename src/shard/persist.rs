@@ -78,11 +78,53 @@ pub(super) struct ShardPersist {
     failures: u64,
     /// This shard's share of `persisted_bytes_max`.
     bytes_max: u64,
+    /// Start a compaction at the next commit, due or not.
+    compact_now: bool,
     /// Over `bytes_max`, or the last write failed: new persistent state is refused.
     full: bool,
+    /// Counts what was logged (or forwarded) for the open epoch, so that an acknowledgement
+    /// waits only when its packet changed something the log keeps: a clean session's SUBACK
+    /// or a QoS 1 PUBLISH that reached only clean sessions promises nothing on disk.
+    marks: u64,
+    /// While a local publish is routed: whether its publisher's session is logged (its QoS 2
+    /// state). `None` for a publish from a peer.
+    origin_logged: Option<bool>,
+    /// `sync`: QoS 2 publishes logged as [`Record::Forward`], until their peer confirms.
+    pending_forwards: VecDeque<(ShardId, u64, Arc<Message>)>,
+    /// `received` as last logged ([`Record::Received`]).
+    logged_received: Vec<u64>,
 }
 
 impl ShardPersist {
+    fn log_received(&mut self, from: usize) {
+        let record = Record::Received {
+            run: self.wal.run(),
+            from: from as u16,
+            through: self.received[from],
+        };
+        self.wal.append(&record);
+    }
+
+    /// What a compaction must write again beside the sessions: forwards not yet confirmed
+    /// and how far each peer's publishes are logged.
+    fn log_delivery_state(&mut self) {
+        let run = self.wal.run();
+        for (to, seq, message) in &self.pending_forwards {
+            let record = Record::Forward {
+                run,
+                to: to.0,
+                seq: *seq,
+                message: message.clone(),
+            };
+            self.wal.append(&record);
+        }
+        for from in 0..self.logged_received.len() {
+            if self.logged_received[from] > 0 {
+                self.log_received(from);
+            }
+        }
+    }
+
     pub(super) fn new(wal: Wal, mode: Durability, shards: usize, bytes_max: u64) -> ShardPersist {
         ShardPersist {
             wal,
@@ -103,6 +145,11 @@ impl ShardPersist {
             failures: 0,
             bytes_max: bytes_max.div_ceil(shards.max(1) as u64),
             full: false,
+            compact_now: false,
+            marks: 0,
+            origin_logged: None,
+            pending_forwards: VecDeque::new(),
+            logged_received: vec![0; shards],
         }
     }
 }
@@ -177,15 +224,19 @@ impl Shard {
         let Some(entry) = self.sessions.get_mut(key.0 as usize) else {
             return;
         };
-        if !entry.log_dirty && (entry.logged || entry.session.is_persistent()) {
-            entry.log_dirty = true;
-            persist.dirty.push(key);
+        if entry.logged || entry.session.is_persistent() {
+            persist.marks += 1;
+            if !entry.log_dirty {
+                entry.log_dirty = true;
+                persist.dirty.push(key);
+            }
         }
     }
 
     /// A logged session left this shard (ended or moved): log that now.
     pub(super) fn log_session_end(&mut self, client_id: &crate::codec::ByteStr) {
         if let Some(persist) = self.persist.as_mut() {
+            persist.marks += 1;
             let stamp = persist.wal.next_stamp();
             persist.wal.append(&Record::SessionEnd {
                 stamp,
@@ -205,11 +256,49 @@ impl Shard {
         {
             return;
         }
+        persist.marks += 1;
         let stamp = persist.wal.next_stamp();
         persist.wal.append(&Record::Retain {
             stamp,
             message: message.clone(),
         });
+    }
+
+    /// What has been logged so far; with [`Shard::hold_if_logged`], tells whether a packet
+    /// changed anything the log keeps.
+    pub(super) fn persist_marks(&self) -> u64 {
+        self.persist.as_ref().map_or(0, |p| p.marks)
+    }
+
+    /// `sync` mode: holds connection `id`'s output until the next commit is durable, if
+    /// anything was logged since `marks` (from [`Shard::persist_marks`]).
+    pub(super) fn hold_if_logged(&mut self, id: ConnectionId, marks: u64) {
+        if self.persist_marks() != marks {
+            self.hold_until_durable(id);
+        }
+    }
+
+    /// Notes, for the local publish about to be routed (`Some`, its publisher) or just
+    /// routed (`None`), whether the log keeps its publisher's session.
+    pub(super) fn set_origin_logged(&mut self, from: Option<Option<SessionKey>>) {
+        let logged = from.map(|from| {
+            from.and_then(|key| self.sessions.get(key.0 as usize))
+                .is_some_and(|e| e.logged || e.session.is_persistent())
+        });
+        if let Some(persist) = self.persist.as_mut() {
+            persist.origin_logged = logged;
+        }
+    }
+
+    /// `sync`: whether a QoS 2 copy delivered now waits for the log. A local publisher's
+    /// packet id must be on disk before a subscriber sees the message, or its resend after a
+    /// crash would be routed again; a copy from a peer must be on disk here, or recovery
+    /// would deliver it a second time (see `persist::recover`). A clean local publisher's
+    /// copy needs neither.
+    pub(super) fn qos2_waits_for_log(&self) -> bool {
+        self.persist
+            .as_ref()
+            .is_some_and(|p| p.origin_logged != Some(false))
     }
 
     /// `sync` mode: holds connection `id`'s output until the next commit is durable.
@@ -243,6 +332,28 @@ impl Shard {
             return Some(publish);
         };
         persist.forwarded[to.index()] += 1;
+        persist.marks += 1;
+        if let ShardMessage::Publish {
+            message,
+            deliver: true,
+            ..
+        } = &publish
+        {
+            if message.qos == crate::codec::QoS::ExactlyOnce && persist.origin_logged == Some(true)
+            {
+                let seq = persist.forwarded[to.index()];
+                let record = Record::Forward {
+                    run: persist.wal.run(),
+                    to: to.0,
+                    seq,
+                    message: message.clone(),
+                };
+                persist.wal.append(&record);
+                persist
+                    .pending_forwards
+                    .push_back((to, seq, message.clone()));
+            }
+        }
         persist.deferred.push_back((persist.epoch, to, publish));
         persist.waiting = true;
         None
@@ -261,6 +372,12 @@ impl Shard {
         if let Some(persist) = self.persist.as_mut() {
             let held = &mut persist.peer_durable[from.index()];
             *held = (*held).max(through);
+            if !persist.pending_forwards.is_empty() {
+                let confirmed = &persist.peer_durable;
+                persist
+                    .pending_forwards
+                    .retain(|(to, seq, _)| *seq > confirmed[to.index()]);
+            }
         }
         self.advance_durable();
     }
@@ -296,7 +413,17 @@ impl Shard {
                 persist.wal.append(&Record::SessionEnd { stamp, client_id });
             }
         }
+        if persist.mode == Durability::Sync {
+            // In the same commit as the deliveries they count (see `persist::recover`).
+            for from in 0..persist.received.len() {
+                if persist.received[from] > persist.logged_received[from] {
+                    persist.logged_received[from] = persist.received[from];
+                    persist.log_received(from);
+                }
+            }
+        }
         self.compaction_step(&mut persist);
+        persist.wal.commit();
         let end = persist.wal.appended();
         if persist.mode == Durability::Sync {
             persist.commits.push_back(Commit {
@@ -331,6 +458,8 @@ impl Shard {
             if persist.failures > 0 {
                 tracing::info!(failures = persist.failures, "log writes work again");
                 persist.failures = 0;
+                // What changed while writes failed was not logged: write it all again.
+                persist.compact_now = persist.wal.recovered();
             }
             persist.update_full();
         }
@@ -350,6 +479,7 @@ impl Shard {
         }
         self.stats.persist_write_errors += 1;
         persist.wal.retry(write);
+        persist.cursor = None;
         persist.update_full();
     }
 
@@ -376,7 +506,11 @@ impl Shard {
             .last()
             .map_or(persist.durable_epoch, |c| c.epoch);
         let mut deferred = Vec::new();
-        while persist.deferred.front().is_some_and(|(e, _, _)| *e <= local) {
+        while persist
+            .deferred
+            .front()
+            .is_some_and(|(e, _, _)| *e <= local)
+        {
             let (_, to, publish) = persist.deferred.pop_front().expect("checked");
             deferred.push((to, publish));
         }
@@ -435,10 +569,13 @@ impl Shard {
     /// one in progress.
     fn compaction_step(&mut self, persist: &mut ShardPersist) {
         if persist.cursor.is_none() {
-            if !persist.wal.should_compact(persist.bytes_max) {
+            if !std::mem::take(&mut persist.compact_now)
+                && !persist.wal.should_compact(persist.bytes_max)
+            {
                 return;
             }
             persist.wal.start_compaction();
+            persist.log_delivery_state();
             let shards = self.peers.shard_count();
             let me = self.id.index();
             let mut retained = Vec::new();

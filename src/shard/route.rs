@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::codec::RetainHandling;
 use crate::mesh::ShardId;
-use crate::session::{Delivery, Envelope, Message, SubParams, Tag};
+use crate::session::{Delivery, Envelope, Message, SubParams};
 use crate::topic::{RetainStamp, SubscriptionFilter, TopicFilter};
 
 use super::shared::filter_name;
@@ -39,11 +39,13 @@ impl Shard {
         } else {
             RetainStamp::default()
         };
+        self.set_origin_logged(Some(from));
         let remote = self.forward(&message, origin, stamp);
         self.flow.set_origin(origin.map(|conn| (self.id, conn)));
         let local = self.route_local(now, &message, true, from, stamp);
         let shared = self.route_shared(now, from, &message, origin);
         self.flow.set_origin(None);
+        self.set_origin_logged(None);
         remote || local || shared
     }
 
@@ -142,7 +144,8 @@ impl Shard {
             let checked = rest[..same].iter().any(|(_, p)| p.read_check);
             // Only subscriptions the ACL could not clear at SUBSCRIBE cost a check here.
             if !checked || self.may_read(key, message.topic.as_str()) {
-                let envelope = merge_matches(message, first, &rest[1..same]);
+                let more = rest[1..same].iter().map(|(_, p)| *p);
+                let envelope = Envelope::merged(message, first, more);
                 self.deliver_to(now, key, envelope);
             }
             rest = &rest[same..];
@@ -181,10 +184,7 @@ impl Shard {
                 self.stats.publish_sent += 1;
                 if let Some(id) = conn_id {
                     self.mark_dirty(id);
-                    if exactly_once {
-                        // `sync`: the publisher's QoS 2 state must be on disk before a
-                        // subscriber sees the message, or a resend after a crash would be
-                        // routed again: a second copy.
+                    if exactly_once && self.qos2_waits_for_log() {
                         self.hold_until_durable(id);
                     }
                 }
@@ -249,7 +249,7 @@ impl Shard {
             let envelope = Envelope {
                 qos: message.qos.min(params.options.qos),
                 retain: true,
-                tag: sub_id_tag(params.id),
+                tag: Envelope::sub_id_tag(params.id),
                 message,
             };
             self.deliver_to(now, key, envelope);
@@ -303,41 +303,6 @@ impl Shard {
             self.filter_refs_changed(filter, -1);
         }
     }
-}
-
-/// One session's copy of a message from all its matching subscriptions: the highest granted
-/// QoS [MQTT-3.3.5-1], Retain As Published if any asks for it, every Subscription Identifier.
-fn merge_matches(
-    message: &Arc<Message>,
-    first: SubParams,
-    more: &[(SessionKey, SubParams)],
-) -> Envelope {
-    let mut qos = first.options.qos;
-    let mut retain_as_published = first.options.retain_as_published;
-    let mut tag = sub_id_tag(first.id);
-    for (_, params) in more {
-        qos = qos.max(params.options.qos);
-        retain_as_published |= params.options.retain_as_published;
-        if params.id != 0 {
-            tag.get_or_insert_with(Box::default).sub_ids.push(params.id);
-        }
-    }
-    Envelope {
-        message: message.clone(),
-        qos: message.qos.min(qos),
-        // [MQTT-3.3.1-9]: forwarded with retain 0 unless Retain As Published [MQTT-3.3.1-12].
-        retain: retain_as_published && message.retain,
-        tag,
-    }
-}
-
-fn sub_id_tag(id: u32) -> Option<Box<Tag>> {
-    (id != 0).then(|| {
-        Box::new(Tag {
-            sub_ids: vec![id],
-            group: None,
-        })
-    })
 }
 
 /// `$SYS/...`: the broker's own namespace, written only by the broker.

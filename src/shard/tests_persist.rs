@@ -376,3 +376,33 @@ fn a_full_budget_refuses_new_persistent_sessions() {
     let (_, connack) = sim.connect("first", false);
     assert!(connack.session_present);
 }
+
+/// `sync` holds only what promises something on disk: a clean session's SUBACK, and a QoS 1
+/// PUBACK for a message that reached only clean sessions, go at once (so a full disk does
+/// not stall them); a persistent session's SUBACK waits for the log.
+#[test]
+fn sync_mode_holds_only_what_the_log_keeps() {
+    let dir = TempDir::new("persist-sync-clean");
+    let mut sim = start(&dir.0, Durability::Sync, None);
+    let (sub, _) = sim.connect("sub", true);
+    sim.send(sub, &subscribe(1, &[("t", QoS::AtLeastOnce)]));
+    let (packets, _) = sim.recv(sub);
+    assert!(matches!(packets[..], [Packet::SubAck(_)]), "{packets:?}");
+    let (publisher, _) = sim.connect("pub", true);
+    sim.send(
+        publisher,
+        &publish("t", "m", QoS::AtLeastOnce, false, Some(1)),
+    );
+    let (packets, _) = sim.recv(publisher);
+    assert!(matches!(packets[..], [Packet::PubAck(_)]), "{packets:?}");
+    assert!(!sim.shard.wal_wants_commit());
+
+    let (keeper, _) = sim.connect("keeper", false);
+    sim.send(keeper, &subscribe(1, &[("k", QoS::AtLeastOnce)]));
+    let (packets, _) = sim.recv(keeper);
+    assert!(packets.is_empty(), "{packets:?}");
+    assert!(sim.shard.wal_wants_commit());
+    sync_log(&mut sim);
+    let (packets, _) = sim.recv(keeper);
+    assert!(matches!(packets[..], [Packet::SubAck(_)]), "{packets:?}");
+}

@@ -20,6 +20,7 @@
 pub mod certs;
 pub mod clients;
 pub mod persist;
+pub mod process;
 mod rumqttc;
 pub mod tls;
 #[allow(unused_imports)]

@@ -32,6 +32,9 @@ pub trait SegmentFile: Sized + 'static {
 /// How long a failed write waits before it is tried again (a full disk may be freed).
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
+/// Tries of the last commit at shutdown before the broker exits without it.
+const SHUTDOWN_WRITE_ATTEMPTS: u32 = 4;
+
 impl<S: Stream> Driver<S> {
     /// Commits, writes and syncs the shard's log until [`Driver::stop_wal`], then writes
     /// what is left and returns. The only task that writes the log, so a write in flight is
@@ -52,11 +55,19 @@ impl<S: Stream> Driver<S> {
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
-        // The last commit: what the shutdown changed (sessions gone offline, wills sent).
-        while !self.commit_and_write(&mut file).await {
-            tracing::error!("cannot write the log at shutdown; retrying");
-            tokio::time::sleep(RETRY_AFTER).await;
+        // The last commit: what the shutdown changed (sessions gone offline, wills sent). A
+        // disk that stays full does not keep the broker from exiting.
+        for attempt in 1..=SHUTDOWN_WRITE_ATTEMPTS {
+            if self.commit_and_write(&mut file).await {
+                return;
+            }
+            if attempt < SHUTDOWN_WRITE_ATTEMPTS {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
         }
+        tracing::error!(
+            "cannot write the log at shutdown; what changed since its last write is lost"
+        );
     }
 
     /// Asks the log writer to write what is left and return (its task then completes).
