@@ -48,7 +48,7 @@
 //! | what is logged when, `sync`-mode held acks, compaction steps | `shard/persist.rs` |
 //! | log records, CRC32C, wall-clock times | `persist/record.rs` |
 //! | segments, group commit positions, compaction trigger | `persist/wal.rs` |
-//! | start-up recovery, damaged logs, re-homing on a new shard count | `persist/recover.rs` |
+//! | start-up recovery, damaged logs, re-homing on a new shard count, cross-shard QoS 2 redelivery | `persist/recover.rs` |
 //! | log writes and fsyncs (io_uring, or a blocking helper under epoll) | `shard/driver/wal.rs` |
 //! | rings, doorbell | `mesh/ring.rs` |
 //! | `ShardMessage`, the cross-shard protocol | `shard/message.rs` (handled in `shard/peer.rs`) |

@@ -523,6 +523,7 @@ fn recover_logs(config: &Config) -> io::Result<Option<LogStarts>> {
         sessions, retained = retained_count, segments = report.segments, records = report.records,
         bytes = report.bytes, torn_tails = report.truncated.len(), corrupt_segments = report.corrupt.len(),
         bad_records = report.bad_records, lost_messages = report.lost_messages,
+        redelivered = report.redelivered,
         elapsed_ms = began.elapsed().as_millis() as u64, "recovered the logs");
     Ok(Some((starts, Arc::new(retained))))
 }

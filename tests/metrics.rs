@@ -84,6 +84,9 @@ fn metrics_count_connections_messages_and_drops_per_shard() {
         total(s, "ringmq_connections_accepted_total", None) >= 2.0
             && total(s, "ringmq_messages_received_total", Some(("qos", "1"))) >= 3.0
             && total(s, "ringmq_messages_received_total", Some(("qos", "0"))) >= 1.0
+            && total(s, "ringmq_messages_sent_total", Some(("qos", "1"))) >= 3.0
+            && total(s, "ringmq_messages_sent_total", Some(("qos", "0"))) >= 1.0
+            && total(s, "ringmq_messages_sent_total", Some(("qos", "2"))) == 0.0
             && total(
                 s,
                 "ringmq_received_bytes_total",

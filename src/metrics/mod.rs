@@ -63,6 +63,8 @@ pub struct Stats {
     pub drops: Drops,
     /// PUBLISH packets received from clients, by transport and QoS.
     pub publish_received_by: [[u64; 3]; Transport::COUNT],
+    /// PUBLISH packets written to subscribers, by transport and QoS.
+    pub publish_sent_by: [[u64; 3]; Transport::COUNT],
     /// Control packets and MQTT bytes received and sent, by transport (bytes are MQTT's,
     /// inside TLS and WebSocket framing).
     pub packets_received_by: [u64; Transport::COUNT],
@@ -119,6 +121,7 @@ impl Stats {
             .publish_received_by
             .iter_mut()
             .zip(&other.publish_received_by)
+            .chain(self.publish_sent_by.iter_mut().zip(&other.publish_sent_by))
         {
             add_all(mine, theirs);
         }

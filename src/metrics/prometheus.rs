@@ -192,8 +192,11 @@ pub fn render(reports: &[ShardReport]) -> String {
     );
     registry.register(
         "messages_sent",
-        "PUBLISH packets written to subscribers",
-        counter(r, |r| r.stats.publish_sent),
+        "PUBLISH packets written to subscribers, by transport and QoS",
+        by_transport(r, |r, t| {
+            let q = r.stats.publish_sent_by[t as usize];
+            vec![("0", q[0]), ("1", q[1]), ("2", q[2])]
+        }),
     );
     let per_transport = |value: fn(&ShardReport, Transport) -> u64| {
         by_transport(r, move |r, t| vec![("", value(r, t))])

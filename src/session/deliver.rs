@@ -99,10 +99,14 @@ impl Session {
                 out.dropped = out.dropped.saturating_add(1);
                 continue;
             }
+            let exactly_once = envelope.qos == QoS::ExactlyOnce;
             match self.send_outbound(now, envelope, out) {
                 Delivery::Sent => {
                     sent += 1;
                     out.pumped = out.pumped.saturating_add(1);
+                    if let Some(link) = self.link.as_mut().filter(|_| exactly_once) {
+                        link.pumped_qos2 = link.pumped_qos2.saturating_add(1);
+                    }
                 }
                 _ => self.dropped_too_large = self.dropped_too_large.saturating_add(1),
             }

@@ -31,6 +31,9 @@ pub struct Link {
     pub(super) packet_size_max: u32,
     /// Topic aliases the client accepts from us (0: none) [MQTT-3.3.2-9].
     alias_out_max: u16,
+    /// Of `Outbox::pumped`, those sent at QoS 2 (only an online session pumps). Here, in the
+    /// struct's padding, rather than in `Outbox` or `Session`, which every client pays for.
+    pub(super) pumped_qos2: u16,
     /// Both alias maps, allocated on first use: most clients use no aliases.
     aliases: Option<Box<Aliases>>,
 }
@@ -58,6 +61,7 @@ impl Link {
             window: limits.inflight_max.min(receive_maximum),
             packet_size_max: properties.maximum_packet_size.unwrap_or(u32::MAX),
             alias_out_max: properties.topic_alias_maximum.unwrap_or(0),
+            pumped_qos2: 0,
             aliases: None,
         }
     }

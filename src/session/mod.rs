@@ -375,6 +375,14 @@ impl Session {
         std::mem::take(&mut self.dropped_too_large)
     }
 
+    /// Of the queued messages sent since the shard last looked (`Outbox::pumped`), those at
+    /// QoS 2.
+    pub fn take_pumped_qos2(&mut self) -> u16 {
+        self.link
+            .as_mut()
+            .map_or(0, |link| std::mem::take(&mut link.pumped_qos2))
+    }
+
     /// Messages held for this session: inflight plus queued.
     pub fn pending_count(&self) -> usize {
         self.inflight.len() + self.queue.len()
@@ -561,7 +569,8 @@ pub struct Outbox {
     /// Harvested after every packet; saturates (at 65,535 expired in one go) rather than wrap.
     pub dropped: u16,
     /// Queued messages sent since the shard last looked (it looks after every packet, so a
-    /// window's worth at most), for the `$SYS` "publish messages sent" counter.
+    /// window's worth at most), for the "messages sent" counters; QoS 0 is never queued, and
+    /// [`Session::take_pumped_qos2`] says how many were QoS 2.
     pub pumped: u16,
 }
 

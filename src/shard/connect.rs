@@ -111,8 +111,9 @@ impl Shard {
         let expired = u64::from(std::mem::take(&mut conn.out.dropped));
         let too_large = u64::from(entry.session.take_dropped_too_large());
         self.stats.count_drops(expired, too_large);
-        self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
-        if !conn.out.is_empty() {
+        let pumped = pumped_by_qos(&mut conn.out, &mut entry.session);
+        self.count_publish_sent(id, pumped);
+        if !self.conns[id.index as usize].out.is_empty() {
             self.mark_dirty(id);
         }
         for action in actions.drain(..) {
@@ -458,11 +459,12 @@ impl Shard {
         let expired = u64::from(std::mem::take(&mut conn.out.dropped));
         let too_large = u64::from(entry.session.take_dropped_too_large());
         self.stats.count_drops(expired, too_large);
-        self.stats.publish_sent += u64::from(std::mem::take(&mut conn.out.pumped));
+        let pumped = pumped_by_qos(&mut conn.out, &mut entry.session);
         self.stats.clients_connected += 1;
         self.stats.connects += 1;
         tracing::debug!(client_id = %params.client_id, peer = %conn.peer,
             version = params.version.level(), session_present, "client connected");
+        self.count_publish_sent(id, pumped);
         self.mark_dirty(id);
         self.log_session(key);
         if session_present {
@@ -653,4 +655,11 @@ impl End {
             End::Graceful | End::Lost | End::ConnectTimeout | End::Refused => None,
         }
     }
+}
+
+/// Queued messages sent since the shard last looked, by QoS (QoS 0 is never queued).
+fn pumped_by_qos(out: &mut crate::session::Outbox, session: &mut Session) -> [u16; 3] {
+    let pumped = std::mem::take(&mut out.pumped);
+    let qos2 = session.take_pumped_qos2();
+    [0, pumped.saturating_sub(qos2), qos2]
 }

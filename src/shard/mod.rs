@@ -666,6 +666,18 @@ impl Shard {
         self.conns.len()
     }
 
+    /// Counts PUBLISH packets written to connection `id`, `sent[q]` of them at QoS `q`.
+    fn count_publish_sent(&mut self, id: ConnectionId, sent: [u16; 3]) {
+        let Some(conn) = self.conns.get(id.index as usize) else {
+            return;
+        };
+        let transport = self.listeners.transport(conn.listener);
+        for (qos, n) in sent.into_iter().enumerate() {
+            self.stats.publish_sent += u64::from(n);
+            self.stats.publish_sent_by[transport][qos] += u64::from(n);
+        }
+    }
+
     fn mark_dirty(&mut self, id: ConnectionId) {
         if let Some(conn) = self.conns.get_mut(id.index as usize) {
             if conn.generation == id.generation && !conn.dirty {

@@ -163,7 +163,8 @@ impl Shard {
         self.before_delivery(key);
         let queue_max = self.flow.queue_max(&self.limits);
         let stored = envelope.qos != crate::codec::QoS::AtMostOnce;
-        let exactly_once = envelope.qos == crate::codec::QoS::ExactlyOnce;
+        let qos = envelope.qos;
+        let exactly_once = qos == crate::codec::QoS::ExactlyOnce;
         let entry = &mut self.sessions[key.0 as usize];
         if stored && entry.conn.is_none() && self.persistence_full() {
             // Queued for an offline session, it would be new persistent state.
@@ -181,8 +182,10 @@ impl Shard {
             .deliver(now, envelope, out, &self.limits, queue_max)
         {
             Delivery::Sent => {
-                self.stats.publish_sent += 1;
                 if let Some(id) = conn_id {
+                    let mut sent = [0; 3];
+                    sent[qos as usize] = 1;
+                    self.count_publish_sent(id, sent);
                     self.mark_dirty(id);
                     if exactly_once && self.qos2_waits_for_log() {
                         self.hold_until_durable(id);

@@ -214,3 +214,45 @@ fn a_congested_clean_session_that_disconnects_releases_its_publishers() {
     );
     assert!(!sim.shard.is_throttled(publisher));
 }
+
+/// PUBLISH packets sent are counted by QoS, whether sent at once or from the queue of a
+/// session that comes back (`/metrics` `ringmq_messages_sent_total{qos}`).
+#[test]
+fn publishes_sent_are_counted_by_qos() {
+    let mut sim = Sim::new(Limits::default());
+    let sub = sim.subscribed("sub", false, &[("t/#", QoS::ExactlyOnce)]);
+    sim.shard.handle_closed(sim.now, sub);
+    let (publisher, _) = sim.connect("pub", true);
+    // Queued while the subscriber is away: two at QoS 2, one at QoS 1; QoS 0 is not queued.
+    for (n, qos) in [
+        (1, QoS::ExactlyOnce),
+        (2, QoS::ExactlyOnce),
+        (3, QoS::AtLeastOnce),
+    ] {
+        sim.send(publisher, &publish("t/q", "x", qos, false, Some(n)));
+    }
+    let (again, _) = sim.connect("sub", false);
+    // Sent at once: QoS 0 and QoS 1.
+    sim.send(
+        publisher,
+        &publish("t/now", "x", QoS::AtMostOnce, false, None),
+    );
+    sim.send(
+        publisher,
+        &publish("t/now", "x", QoS::AtLeastOnce, false, Some(4)),
+    );
+    sim.recv(again);
+    let by_qos = sim
+        .shard
+        .stats()
+        .publish_sent_by
+        .iter()
+        .fold([0; 3], |mut sum, t| {
+            for (s, n) in sum.iter_mut().zip(t) {
+                *s += n;
+            }
+            sum
+        });
+    assert_eq!(by_qos, [1, 2, 2]);
+    assert_eq!(sim.shard.stats().publish_sent, 5);
+}
