@@ -579,7 +579,13 @@ impl Shard {
             return;
         }
         self.stats.wills_published += 1;
-        self.publish(now, None, Message::from_will(will, now));
+        let message = Message::from_will(will, now);
+        if self.awaiting_restored() {
+            // Came due while the broker was down: routed once the subscribers restored on the
+            // other shards are known here (`peer.rs`: `announce_restored`).
+            return self.peers.hold_will(message);
+        }
+        self.publish(now, None, message);
     }
 
     /// Forgets a session entirely and tells the client id's home shard. A will still waiting

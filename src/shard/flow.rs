@@ -223,11 +223,16 @@ impl Shard {
 
     /// Whether the driver should hold back the next read on this connection: flow control
     /// throttles it, its output is over `outbound_buffer_max_bytes` (a client that sends but
-    /// does not read), or it waits for its password check or its session.
+    /// does not read), it waits for its password check or its session, or the shard is
+    /// starting and waits for its peers' restored subscriptions (`awaiting_restored`).
     pub fn is_throttled(&self, id: ConnectionId) -> bool {
         let out_max = self.limits.outbound_buffer_max_bytes as usize;
-        self.conn(id)
-            .is_some_and(|c| c.throttles > 0 || c.out.bytes.len() >= out_max || c.state.is_parked())
+        self.conn(id).is_some_and(|c| {
+            c.throttles > 0
+                || c.out.bytes.len() >= out_max
+                || c.state.is_parked()
+                || self.awaiting_restored()
+        })
     }
 
     /// Decodes the input of connections that `take_output` let go of. The driver calls this

@@ -111,6 +111,10 @@ pub enum ShardMessage {
     },
     /// The receiver has applied the sender's interest updates up to `seq`.
     InterestAck { seq: u64 },
+    /// Sent once at start-up with a log, after the `Interest` and `SharedMember` updates for
+    /// the sessions the sender restored: once the receiver has it (one ring, in order), it
+    /// knows every restored subscription of the sender (`peer.rs`: `announce_restored`).
+    Restored,
     /// To the client id's home shard: `conn` sent CONNECT with this id.
     Claim {
         client_id: ByteStr,

@@ -24,6 +24,9 @@
 //!   holds its session. A CONNECT asks the home shard; the home shard asks the holder to close
 //!   the old connection (take-over, will published) and hand the session over, or discard it
 //!   for a clean start. The CONNACK waits for that answer.
+//! - **Restart.** A shard that restored sessions from its log announces their subscriptions
+//!   like new ones, then sends every peer `Restored`; no shard reads a client before every
+//!   peer's `Restored` has come, so no publish misses a restored subscriber.
 //! - **`$SYS`.** Shards send their counters to shard 0, which publishes the sums.
 //!
 //! Idle connections are what a broker has most of, so `Conn` is kept small (96 bytes, checked
@@ -421,6 +424,7 @@ impl Shard {
         let packet_size_max = self.limits.packet_size_max;
         let out_max = self.limits.outbound_buffer_max_bytes as usize;
         loop {
+            let restoring = self.awaiting_restored();
             let Some(conn) = self
                 .conns
                 .get_mut(id.index as usize)
@@ -428,9 +432,10 @@ impl Shard {
             else {
                 return;
             };
-            if conn.throttles > 0 || conn.out.bytes.len() >= out_max {
+            if conn.throttles > 0 || conn.out.bytes.len() >= out_max || restoring {
                 // Flow control: the rest waits until a congested subscriber catches up, or
-                // until this client reads what it was sent (`take_output` resumes it).
+                // until this client reads what it was sent (`take_output` resumes it). At
+                // start-up, until the peers' restored subscriptions are known (`peer.rs`).
                 break;
             }
             let version = match conn.state {

@@ -9,12 +9,14 @@
 //! `Evict` will find no session, which is the same outcome).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ahash::AHashMap;
 
 use crate::codec::ByteStr;
 use crate::mesh::ShardId;
+use crate::session::Message;
 use crate::topic::{SubscriptionTrie, TopicFilter};
 
 use super::{ConnRef, ConnectionId, Handoff, Shard, ShardMessage, StatsSnapshot};
@@ -50,6 +52,11 @@ pub(super) struct Peers {
     held: Vec<ConnectionId>,
     /// Connections granted a session by a mesh message, whose buffered input must be resumed.
     resume: Vec<ConnectionId>,
+    /// Peers whose `Restored` has not come yet. No client input is read until it is 0
+    /// (`announce_restored` says why).
+    restoring: usize,
+    /// Wills that came due meanwhile (at most one per restored session), published after.
+    held_wills: Vec<Arc<Message>>,
     /// True while `handle_mesh` dispatches: a grant then arrived asynchronously, and the
     /// connection's buffered input must be resumed afterwards. (A grant made synchronously
     /// inside the connection's own CONNECT needs no resume: its decode loop is still running.)
@@ -74,6 +81,8 @@ impl Peers {
             peer_acked: vec![0; shards],
             held: Vec::new(),
             resume: Vec::new(),
+            restoring: 0,
+            held_wills: Vec::new(),
             draining_mesh: false,
             homes: AHashMap::new(),
             taken: 0,
@@ -111,6 +120,10 @@ impl Peers {
     /// The last interest update every peer has acknowledged.
     pub(super) fn acked(&self) -> u64 {
         self.peer_acked.iter().copied().min().unwrap_or(u64::MAX)
+    }
+
+    pub(super) fn hold_will(&mut self, will: Arc<Message>) {
+        self.held_wills.push(will);
     }
 
     pub(super) fn hold(&mut self, id: ConnectionId) {
@@ -268,6 +281,7 @@ impl Shard {
                 self.on_interest_ack(from, seq);
                 self.check_handed_over(now);
             }
+            ShardMessage::Restored => self.on_restored(now),
             ShardMessage::Claim {
                 client_id,
                 conn,
@@ -297,6 +311,48 @@ impl Shard {
             | ShardMessage::Fenced { .. }
             | ShardMessage::ForwardingDone { .. }) => self.on_handoff(now, from, handoff),
             ShardMessage::Stats { from, snapshot } => self.peers.totals[from.index()] = *snapshot,
+        }
+    }
+
+    /// At start-up with a log, after restoring this shard's sessions (whose subscriptions
+    /// went out as `Interest` and `SharedMember`): tells every peer so, and reads no client
+    /// until every peer has told us the same. A live SUBSCRIBE holds its SUBACK until every
+    /// peer knows the new interest; a restored session has no SUBACK to hold, so without this a
+    /// client could publish on a shard that has not yet heard of a subscriber restored on
+    /// another, and its message would be acknowledged and routed to nobody.
+    pub(super) fn announce_restored(&mut self) {
+        for to in self.peers.others(self.id) {
+            self.mesh.send(to, ShardMessage::Restored);
+        }
+        self.peers.restoring = self.peers.shard_count() - 1;
+    }
+
+    /// True until every peer's `Restored` has come: client input waits.
+    pub(super) fn awaiting_restored(&self) -> bool {
+        self.peers.restoring > 0
+    }
+
+    /// A peer's restored subscriptions are all known here; after the last peer's, publish the
+    /// wills held meanwhile and read every connection that waited (`handle_mesh` decodes their
+    /// buffered input, the driver wakes their readers).
+    fn on_restored(&mut self, now: Instant) {
+        assert!(
+            self.peers.restoring > 0,
+            "`Restored` comes once per peer, after `announce_restored`"
+        );
+        self.peers.restoring -= 1;
+        if self.peers.restoring > 0 {
+            return;
+        }
+        for will in std::mem::take(&mut self.peers.held_wills) {
+            self.publish(now, None, will);
+        }
+        for (index, conn) in &self.conns {
+            let id = ConnectionId {
+                index: index as u32,
+                generation: conn.generation,
+            };
+            self.flow.resume_later(id);
         }
     }
 

@@ -192,6 +192,8 @@ impl Shard {
                 self.peers.home_holds(client_id, self.id);
             }
         }
+        // After the subscriptions' `Interest`, in the same rings.
+        self.announce_restored();
         for message in retained {
             let stamp = RetainStamp { clock: 0, shard: 0 };
             self.store_retained(now, message, stamp);
@@ -205,7 +207,8 @@ impl Shard {
         persist.update_full();
         self.persist = Some(Box::new(persist));
         // Sessions that expired, and wills that came due, while the broker was down: now,
-        // before any client can resume one.
+        // before any client can resume one (the wills are routed once every peer has
+        // restored, `announce_restored`).
         self.fire_timers(now);
         self
     }
