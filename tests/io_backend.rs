@@ -107,13 +107,7 @@ fn serving_with_log(
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         lines.push(line.clone());
-        // The first listener's URL: `listeners=["mqtt://127.0.0.1:PORT", ...]`.
-        const FIRST: &str = "listeners=[\"mqtt://";
-        if let Some(start) = line.find(FIRST) {
-            let rest = &line[start + FIRST.len()..];
-            let addr = rest[..rest.find('"').expect("closing quote")]
-                .parse()
-                .expect("address");
+        if let Some(addr) = common::process::first_listener(&line) {
             return (addr, lines, rx);
         }
     }

@@ -476,6 +476,18 @@ fn open_with(shard: &mut Shard, now: Instant, packets: &[Packet]) -> ConnectionI
 }
 
 /// Every packet written to `conn` so far.
+/// Resumes the persistent session "watcher" on shard `home`; returns what it is sent.
+fn resume_watcher(
+    shards: &mut [Shard],
+    home: usize,
+    now: Instant,
+) -> Vec<(Vec<u8>, QoS, bool, Option<PacketId>)> {
+    let connect = connect_packet("watcher", false, 0, None);
+    let watcher = open_with(&mut shards[home], now, &[connect]);
+    pump(shards, now, &[]);
+    publishes(&written(&mut shards[home], watcher))
+}
+
 fn written(shard: &mut Shard, conn: ConnectionId) -> Vec<Packet> {
     shard.drain_dirty(&mut Vec::new());
     let mut bytes = BytesMut::new();
@@ -533,13 +545,7 @@ fn a_publish_right_after_a_restart_reaches_subscribers_restored_on_other_shards(
         "{acks:?}"
     );
 
-    let watcher = open_with(
-        &mut shards[home],
-        now,
-        &[connect_packet("watcher", false, 0, None)],
-    );
-    pump(&mut shards, now, &[]);
-    let got = publishes(&written(&mut shards[home], watcher));
+    let got = resume_watcher(&mut shards, home, now);
     assert_eq!(
         got,
         [(b"one".to_vec(), QoS::AtLeastOnce, false, Some(pid(1)))]
@@ -577,13 +583,7 @@ fn a_will_due_while_down_reaches_subscribers_restored_on_other_shards() {
     let mut shards = start_shards(&dir.0, n, now);
     pump(&mut shards, now, &[]);
     let home = home_of("watcher", n);
-    let watcher = open_with(
-        &mut shards[home],
-        now,
-        &[connect_packet("watcher", false, 0, None)],
-    );
-    pump(&mut shards, now, &[]);
-    let got = publishes(&written(&mut shards[home], watcher));
+    let got = resume_watcher(&mut shards, home, now);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, b"gone");
 }

@@ -58,13 +58,7 @@ impl Process {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut lines = Vec::new();
         while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            // The first listener's URL: `listeners=["mqtt://127.0.0.1:PORT", ...]`.
-            const FIRST: &str = "listeners=[\"mqtt://";
-            if let Some(start) = line.find(FIRST) {
-                let rest = &line[start + FIRST.len()..];
-                let addr = rest[..rest.find('"').expect("closing quote")]
-                    .parse()
-                    .expect("address");
+            if let Some(addr) = first_listener(&line) {
                 return Process { child, addr };
             }
             lines.push(line);
@@ -104,4 +98,15 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The first listener's address in the broker's "serving" log line,
+/// `listeners=["mqtt://127.0.0.1:PORT", ...]`.
+pub fn first_listener(line: &str) -> Option<std::net::SocketAddr> {
+    const FIRST: &str = "listeners=[\"mqtt://";
+    let rest = &line[line.find(FIRST)? + FIRST.len()..];
+    let addr = rest[..rest.find('"').expect("closing quote")]
+        .parse()
+        .expect("address");
+    Some(addr)
 }
