@@ -363,18 +363,26 @@ fn kill_mid_traffic(dir: &Path, persistence: &str, args: &[&str]) -> Run {
     }
 }
 
-/// Waits (at most 30 s) until every subscriber has every payload sent; the checks say what
-/// is missing if that never happens.
+/// Waits until every subscriber has every payload sent, or nothing new has arrived for
+/// `QUIET` (batch mode loses some for good; waiting the whole 30 s for them would only slow
+/// the suite down), at most 30 s; the checks say what is missing.
 fn wait_for_everything(inboxes: &[Arc<Mutex<Inbox>>], outboxes: &[Outbox]) {
+    const QUIET: Duration = Duration::from_secs(5);
     let deadline = Instant::now() + Duration::from_secs(30);
     let all = || outboxes.iter().flat_map(|o| o.sent.iter().map(|(_, p)| p));
-    while Instant::now() < deadline {
-        let done = inboxes.iter().all(|inbox| {
+    let mut seen = (0, Instant::now());
+    while Instant::now() < deadline && seen.1.elapsed() < QUIET {
+        let mut delivered = 0;
+        let done = inboxes.iter().fold(true, |done, inbox| {
             let inbox = inbox.lock().expect("inbox lock");
-            all().all(|p| inbox.delivered.contains_key(p))
+            delivered += inbox.delivered.len();
+            done && all().all(|p| inbox.delivered.contains_key(p))
         });
         if done {
             return;
+        }
+        if delivered != seen.0 {
+            seen = (delivered, Instant::now());
         }
         std::thread::sleep(Duration::from_millis(50));
     }

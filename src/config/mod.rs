@@ -46,6 +46,11 @@ pub struct Limits {
     /// `mesh_backlog_max` per peer shard (what each can have in flight), because they were
     /// already acknowledged to their publishers.
     pub queued_messages_max: u32,
+    /// Topic and payload bytes of the messages queued per session (mosquitto's
+    /// `max_queued_bytes`); a message that would take the queue past it is dropped and counted
+    /// like one over `queued_messages_max`. Bounds what a session of large messages holds in
+    /// memory and in the log.
+    pub queued_bytes_max: u32,
     /// Bytes of encoded output buffered per connection before QoS 0 messages to it are dropped
     /// (counted). QoS 1/2 output is bounded by the inflight window instead.
     pub outbound_buffer_max_bytes: u32,
@@ -101,6 +106,7 @@ impl Default for Limits {
             packet_size_max: 1024 * 1024,
             inflight_max: 20,
             queued_messages_max: 1000,
+            queued_bytes_max: 64 * 1024 * 1024,
             outbound_buffer_max_bytes: 4 * 1024 * 1024,
             connections_max: 1_000_000,
             sessions_max: 1_000_000,
@@ -124,6 +130,7 @@ impl Limits {
         let positive = [
             ("limits.packet_size_max", self.packet_size_max as u64),
             ("limits.inflight_max", self.inflight_max as u64),
+            ("limits.queued_bytes_max", self.queued_bytes_max as u64),
             (
                 "limits.outbound_buffer_max_bytes",
                 self.outbound_buffer_max_bytes as u64,

@@ -22,7 +22,7 @@ pub enum Delivery {
     Queued,
     /// Not delivered: QoS 0 to an offline client or a full output buffer.
     DroppedQoS0,
-    /// Not delivered: the session queue is at `queued_messages_max`.
+    /// Not delivered: the session queue is at `queued_messages_max` or `queued_bytes_max`.
     DroppedQueueFull,
     /// Not delivered: its Message Expiry Interval had passed [MQTT-3.3.2-5].
     Expired,
@@ -74,7 +74,8 @@ impl Session {
                 self.send_outbound(now, envelope, out)
             }
             _ => {
-                if self.queue.len() >= queue_max {
+                let bytes = self.queue.bytes() + super::lazy::Weigh::weight(&envelope);
+                if self.queue.len() >= queue_max || bytes > u64::from(limits.queued_bytes_max) {
                     return Delivery::DroppedQueueFull;
                 }
                 self.queue.push_back(envelope);

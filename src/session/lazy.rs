@@ -4,13 +4,34 @@
 
 use std::collections::VecDeque;
 
-/// A `VecDeque` allocated on first push. Not freed as soon as it empties, which would cost an
-/// allocation per message on a window that fills and drains; [`LazyDeque::release_if_empty`]
-/// frees it when the session goes idle (its client disconnects).
+/// What an element adds to its deque's [`LazyDeque::bytes`]: for a queued message, its
+/// topic and payload (the bytes `queued_bytes_max` bounds). It must not change while the
+/// element is in the deque.
+pub(super) trait Weigh {
+    fn weight(&self) -> u64;
+}
+
+/// A `VecDeque` allocated on first push, that keeps the total [`Weigh::weight`] of what it
+/// holds. Not freed as soon as it empties, which would cost an allocation per message on a
+/// window that fills and drains; [`LazyDeque::release_if_empty`] frees it when the session
+/// goes idle (its client disconnects).
 #[derive(Debug, Clone, PartialEq, Eq)]
-// The box is the point: one pointer inline instead of a 32-byte empty deque.
-#[allow(clippy::box_collection)]
-pub(super) struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+pub(super) struct LazyDeque<T>(Option<Box<Inner<T>>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inner<T> {
+    items: VecDeque<T>,
+    bytes: u64,
+}
+
+impl<T> Default for Inner<T> {
+    fn default() -> Inner<T> {
+        Inner {
+            items: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
 
 impl<T> Default for LazyDeque<T> {
     fn default() -> LazyDeque<T> {
@@ -18,47 +39,70 @@ impl<T> Default for LazyDeque<T> {
     }
 }
 
-impl<T> LazyDeque<T> {
+impl<T: Weigh> LazyDeque<T> {
     pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |d| d.len())
+        self.0.as_ref().map_or(0, |d| d.items.len())
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.0.iter().flat_map(|d| d.iter())
+    /// The total weight of the elements.
+    pub(super) fn bytes(&self) -> u64 {
+        self.0.as_ref().map_or(0, |d| d.bytes)
     }
 
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|d| d.items.iter())
+    }
+
+    /// For changes that keep each element's weight.
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.0.iter_mut().flat_map(|d| d.iter_mut())
+        self.0.iter_mut().flat_map(|d| d.items.iter_mut())
     }
 
     pub(super) fn get(&self, index: usize) -> Option<&T> {
-        self.0.as_ref().and_then(|d| d.get(index))
+        self.0.as_ref().and_then(|d| d.items.get(index))
     }
 
     pub(super) fn push_back(&mut self, value: T) {
-        self.0.get_or_insert_with(Box::default).push_back(value);
+        let inner = self.0.get_or_insert_with(Box::default);
+        inner.bytes += value.weight();
+        inner.items.push_back(value);
     }
 
     pub(super) fn push_front(&mut self, value: T) {
-        self.0.get_or_insert_with(Box::default).push_front(value);
+        let inner = self.0.get_or_insert_with(Box::default);
+        inner.bytes += value.weight();
+        inner.items.push_front(value);
     }
 
     pub(super) fn pop_front(&mut self) -> Option<T> {
-        let deque = self.0.as_mut()?;
-        deque.pop_front()
+        let inner = self.0.as_mut()?;
+        let value = inner.items.pop_front()?;
+        inner.bytes -= value.weight();
+        Some(value)
     }
 
     pub(super) fn remove(&mut self, index: usize) -> Option<T> {
-        self.0.as_mut()?.remove(index)
+        let inner = self.0.as_mut()?;
+        let value = inner.items.remove(index)?;
+        inner.bytes -= value.weight();
+        Some(value)
     }
 
-    pub(super) fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        if let Some(deque) = self.0.as_mut() {
-            deque.retain(keep);
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        if let Some(inner) = self.0.as_mut() {
+            let mut removed = 0;
+            inner.items.retain(|value| {
+                let kept = keep(value);
+                if !kept {
+                    removed += value.weight();
+                }
+                kept
+            });
+            inner.bytes -= removed;
         }
     }
 
@@ -68,11 +112,11 @@ impl<T> LazyDeque<T> {
 
     /// Takes every element out, leaving the deque empty (and unallocated).
     pub(super) fn take(&mut self) -> VecDeque<T> {
-        self.0.take().map(|d| *d).unwrap_or_default()
+        self.0.take().map(|d| d.items).unwrap_or_default()
     }
 
     pub(super) fn release_if_empty(&mut self) {
-        if self.0.as_ref().is_some_and(|d| d.is_empty()) {
+        if self.0.as_ref().is_some_and(|d| d.items.is_empty()) {
             self.0 = None;
         }
     }

@@ -246,6 +246,18 @@ struct Outbound {
     state: Awaiting,
 }
 
+impl lazy::Weigh for Envelope {
+    fn weight(&self) -> u64 {
+        (self.message.topic.as_str().len() + self.message.payload.len()) as u64
+    }
+}
+
+impl lazy::Weigh for Outbound {
+    fn weight(&self) -> u64 {
+        self.envelope.weight()
+    }
+}
+
 /// One client's MQTT session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -262,7 +274,7 @@ pub struct Session {
     /// In send order, so a resume resends in the original order [MQTT-4.6.0-1].
     inflight: lazy::LazyDeque<Outbound>,
     /// Messages waiting for room in the window or for the client to come back. Bounded by
-    /// `Limits::queued_messages_max`.
+    /// `Limits::queued_messages_max` and `Limits::queued_bytes_max`.
     queue: lazy::LazyDeque<Envelope>,
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a repeat PUBLISH with one of these
     /// ids is not routed again. Bounded by the 16-bit id space.

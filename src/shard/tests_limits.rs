@@ -256,3 +256,35 @@ fn publishes_sent_are_counted_by_qos() {
     assert_eq!(by_qos, [1, 2, 2]);
     assert_eq!(sim.shard.stats().publish_sent, 5);
 }
+
+/// A session's queue is bounded in bytes too (`queued_bytes_max`, topic + payload): the
+/// message that would take it past the limit is dropped and counted like a full queue, and a
+/// smaller one that fits is still queued.
+#[test]
+fn a_session_queue_is_bounded_in_bytes() {
+    let limits = Limits {
+        queued_bytes_max: 100,
+        ..Limits::default()
+    };
+    let mut sim = Sim::new(limits);
+    let sub = sim.subscribed("sub", false, &[("t", QoS::AtLeastOnce)]);
+    sim.shard.handle_closed(sim.now, sub);
+    let (publisher, _) = sim.connect("pub", true);
+    // 1 + 59 = 60 bytes queued; 1 + 59 more would be 120: dropped; 1 + 39 fits (100).
+    let payloads = ["a".repeat(59), "b".repeat(59), "c".repeat(39)];
+    for (n, payload) in payloads.iter().enumerate() {
+        let id = Some(n as u16 + 1);
+        sim.send(
+            publisher,
+            &publish("t", payload, QoS::AtLeastOnce, false, id),
+        );
+    }
+    assert_eq!(sim.shard.stats().drops.queue_full, 1);
+    let (again, _) = sim.connect("sub", false);
+    let (packets, _) = sim.recv(again);
+    let got: Vec<u8> = super::tests::publishes(&packets)
+        .iter()
+        .map(|p| p.payload[0])
+        .collect();
+    assert_eq!(got, b"ac");
+}

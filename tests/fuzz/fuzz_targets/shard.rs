@@ -60,6 +60,7 @@ fn limits() -> Limits {
         packet_size_max: 2048,
         inflight_max: 8,
         queued_messages_max: 64,
+        queued_bytes_max: 512,
         outbound_buffer_max_bytes: 1024,
         connections_max: 8,
         sessions_max: 8,
