@@ -283,7 +283,15 @@ impl Shard {
 
     /// Notes, for the local publish about to be routed (`Some`, its publisher) or just
     /// routed (`None`), whether the log keeps its publisher's session.
+    /// Only `sync` mode reads it, so every other publish pays one branch here.
     pub(super) fn set_origin_logged(&mut self, from: Option<Option<SessionKey>>) {
+        if self
+            .persist
+            .as_ref()
+            .is_none_or(|p| p.mode != Durability::Sync)
+        {
+            return;
+        }
         let logged = from.map(|from| {
             from.and_then(|key| self.sessions.get(key.0 as usize))
                 .is_some_and(|e| e.logged || e.session.is_persistent())
