@@ -191,11 +191,6 @@ impl Wal {
         self.synced
     }
 
-    /// Records are waiting to be written.
-    pub fn has_pending(&self) -> bool {
-        !self.buf.is_empty() || !self.sealed.is_empty()
-    }
-
     /// Bytes of all this shard's segments.
     pub fn disk_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
