@@ -34,6 +34,10 @@ pub struct Link {
     /// Of `Outbox::pumped`, those sent at QoS 2 (only an online session pumps). Here, in the
     /// struct's padding, rather than in `Outbox` or `Session`, which every client pays for.
     pub(super) pumped_qos2: u16,
+    /// The packet id allocator skipped an id still in flight since the window was last empty,
+    /// or the window predates this connection: only then can a new id collide with anything
+    /// but the oldest entry (`Session::allocate_packet_id`). In the padding, like the above.
+    pub(super) ids_skipped: bool,
     /// Both alias maps, allocated on first use: most clients use no aliases.
     aliases: Option<Box<Aliases>>,
 }
@@ -53,6 +57,7 @@ impl Link {
         let properties = &params.properties;
         let receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
         Link {
+            ids_skipped: false,
             version: params.version,
             keep_alive_ms: u64::from(params.keep_alive_s) * 1000,
             last_packet_at: now,

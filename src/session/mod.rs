@@ -440,7 +440,10 @@ impl Session {
             properties: connack_properties(params, limits, protocol),
         };
         write_packet(out, version, &Packet::ConnAck(connack));
-        self.link = Some(Link::new(now, params, limits));
+        let mut link = Link::new(now, params, limits);
+        // What happened to the window's ids while the client was away is not tracked.
+        link.ids_skipped = !self.inflight.is_empty();
+        self.link = Some(link);
         self.resend_inflight(now, out) + self.pump_queue(now, out, limits)
     }
 
@@ -499,12 +502,39 @@ impl Session {
     fn allocate_packet_id(&mut self) -> PacketId {
         // The window is at most 65,535 entries, so a free id always exists; ids in use are
         // skipped so that a slow ack never collides with a new message.
+        //
+        // Ids are handed out in counter order and the window keeps send order, so while no id
+        // has been skipped, the ids in flight are the counter values since the oldest entry
+        // was sent: fewer than a full turn of the counter, none equal to the next value unless
+        // the counter has come all the way round to the oldest entry. That one comparison
+        // replaces a scan of the window, which took 27% of the shard's CPU at a window of
+        // 1,000 (max-rate QoS 1). After a skip (a client that leaves one message unacked for
+        // 65,535 others) the order argument no longer holds, so the scan is back until the
+        // window next empties.
+        let empty = self.inflight.is_empty();
+        let link = self
+            .link
+            .as_mut()
+            .expect("packet ids are handed out to a connected client");
+        if empty {
+            link.ids_skipped = false;
+        }
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = id.next();
-            if !self.inflight.iter().any(|o| o.packet_id == id) {
+            let in_use = if link.ids_skipped {
+                self.inflight.iter().any(|o| o.packet_id == id)
+            } else {
+                self.inflight.get(0).is_some_and(|o| o.packet_id == id)
+            };
+            if !in_use {
+                debug_assert!(
+                    !self.inflight.iter().any(|o| o.packet_id == id),
+                    "packet id {id:?} handed out twice"
+                );
                 return id;
             }
+            link.ids_skipped = true;
         }
     }
 }

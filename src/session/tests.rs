@@ -352,3 +352,56 @@ fn control_characters_in_topics_are_refused_unless_allowed() {
         assert_eq!(a.handle(unsubscribe()), Ok(()));
     }
 }
+
+/// A window entry with packet id `id`, for the allocator tests.
+fn outbound(id: PacketId) -> super::Outbound {
+    let topic = TopicName::new(ByteStr::from("t")).expect("valid topic");
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: ByteStr::from("t"),
+        packet_id: Some(id),
+        properties: Properties::default(),
+        payload: Bytes::new(),
+    };
+    super::Outbound {
+        packet_id: id,
+        envelope: Envelope {
+            message: Message::from_publish(topic, publish, Instant::now()),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            tag: None,
+        },
+        state: super::Awaiting::PubAck,
+    }
+}
+
+/// Clients that leave some messages unacknowledged while the id counter goes round several
+/// times: no id is ever handed out while in flight. The allocator compares with the oldest
+/// entry only until it first skips one; three stuck entries, one of them not the oldest,
+/// catch a fast path that outlives the order argument.
+#[test]
+fn packet_ids_in_flight_are_never_handed_out_again() {
+    let session = &mut Attached::new(V311, ProtocolOptions::default()).session;
+    let mut stuck = Vec::new();
+    for turn in 0..3 * 65_535u32 {
+        let id = session.allocate_packet_id();
+        assert!(
+            !session.inflight.iter().any(|o| o.packet_id == id),
+            "turn {turn}: id {id:?} is in flight"
+        );
+        session.inflight.push_back(outbound(id));
+        // Keep the first three ids forever, and a window of up to 9 others.
+        if stuck.len() < 3 {
+            stuck.push(id);
+        } else if session.inflight.len() > 12 {
+            let index = 3 + (turn as usize % 7);
+            session.inflight.remove(index).expect("in range");
+        }
+    }
+    let ids: Vec<_> = session.inflight.iter().map(|o| o.packet_id).collect();
+    for id in &stuck {
+        assert!(ids.contains(id), "stuck id {id:?} was lost");
+    }
+}

@@ -44,11 +44,12 @@
 //! per connection at 10^4 connections (fixed per thread, so less at 10^5).
 //!
 //! Under io_uring a pending read owns its buffer until data arrives, so a naive 16 KiB read
-//! per connection costs 16 KiB per idle client. Readers instead post a tiny read
-//! ([`IDLE_READ_BYTES`], enough for a PINGREQ or an ack); only when a read fills it does the
-//! next read use a full-size buffer from the shard's pool, and a read that does not fill its
-//! buffer (the socket is drained) drops back to tiny. The first read of a connection, which
-//! carries its CONNECT, uses [`CONNECT_READ_BYTES`] so that a typical CONNECT takes one read.
+//! per connection costs 16 KiB per idle client. Readers instead always post a tiny read
+//! ([`IDLE_READ_BYTES`], enough for a PINGREQ or an ack); when a read fills it, the rest is
+//! taken at once with non-blocking `recv` calls into the shard's pooled full-size buffer
+//! (`uring::drain_ready`), as the epoll backend does, and the next posted read is tiny
+//! again. The first read of a connection, which carries its CONNECT, uses
+//! [`CONNECT_READ_BYTES`] so that a typical CONNECT takes one read.
 //! Read buffers are a [`ReadBuf`] (16 bytes on the stack, a `Vec` is 24): tokio-uring's read
 //! future holds its buffer three times over, and those 24 bytes are what fit the reader in
 //! 256 bytes.
