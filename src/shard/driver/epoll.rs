@@ -19,10 +19,6 @@ impl Stream for tokio::net::TcpStream {
     fn shutdown(&self) {
         let _ = socket2::SockRef::from(self).shutdown(Shutdown::Both);
     }
-
-    fn set_nodelay(&self) -> io::Result<()> {
-        tokio::net::TcpStream::set_nodelay(self, true)
-    }
 }
 
 pub async fn accept_loop(

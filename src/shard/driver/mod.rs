@@ -109,7 +109,6 @@ const MESH_QUIET_ROUNDS: u32 = 5;
 pub trait Stream: 'static {
     fn write_all(&self, bytes: Bytes) -> impl Future<Output = io::Result<()>>;
     fn shutdown(&self);
-    fn set_nodelay(&self) -> io::Result<()>;
 }
 
 /// A read buffer whose heap block never moves and whose bytes are all initialised: a boxed
@@ -604,8 +603,7 @@ async fn accept_loop<S, A, AF, R, RF>(
     loop {
         match accept().await {
             Ok((stream, peer)) => {
-                // Latency comes from our batching, not Nagle's.
-                let _ = stream.set_nodelay();
+                // TCP_NODELAY came with the socket: the listener has it (`runtime::bind`).
                 let stream = Rc::new(stream);
                 if let Some(id) = driver.register(stream.clone(), peer, &listener) {
                     tokio::task::spawn_local(reader(driver.clone(), stream, id));

@@ -12,10 +12,6 @@ impl Stream for tokio_uring::net::TcpStream {
         // Errors mean the socket is already gone, which is what we wanted.
         let _ = tokio_uring::net::TcpStream::shutdown(self, Shutdown::Both);
     }
-
-    fn set_nodelay(&self) -> io::Result<()> {
-        tokio_uring::net::TcpStream::set_nodelay(self, true)
-    }
 }
 
 pub async fn accept_loop(
@@ -65,7 +61,7 @@ pub(super) fn reader(
 
 /// `recv` calls at most per wakeup in [`drain_ready`]: bounds how long one busy connection
 /// keeps the shard from its others (4 x `read_buffer_bytes`, 64 KiB by default).
-pub const DRAIN_READS_MAX: usize = 4;
+pub const DRAIN_READS_MAX: usize = 16;
 
 /// Reads what is already in the socket with non-blocking `recv` calls into the shard's
 /// pooled buffer, until the socket is drained, the connection is gated, or
