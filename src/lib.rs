@@ -36,7 +36,7 @@
 //! | routing, overlapping subscriptions | `shard/route.rs` |
 //! | retained store, one order of updates on every shard | `shard/retain.rs` |
 //! | a session moving between shards without loss | `shard/handoff.rs` |
-//! | per-connection bounds: output limit pauses reads, close timeout, parked CONNECTs | `shard/mod.rs` (`process_input`, `handle_tick`), `shard/flow.rs` (`is_throttled`) |
+//! | per-connection bounds: output limit pauses reads, close timeout, parked CONNECTs | `shard/input.rs` (`process_input`), `shard/mod.rs` (`handle_tick`), `shard/flow.rs` (`is_throttled`) |
 //! | rate-limited logs of client-caused events | `shard/log.rs` |
 //! | cross-shard: interest, client-id home, `$SYS` totals | `shard/peer.rs` |
 //! | `$SYS` topics | `shard/sys.rs` |
